@@ -1,0 +1,67 @@
+use bytes::{BufMut, BytesMut};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::{Codec, DecodeError, EncodeError};
+
+/// The default codec: [postcard](https://docs.rs/postcard), a compact, stable binary format
+/// for serde types.
+///
+/// Decoding is strict: bytes left after the value are an error
+/// ([`DecodeError::TrailingBytes`]), not silently ignored.
+///
+/// ```
+/// use localrpc::codec::{Codec, Postcard};
+///
+/// let mut buf = bytes::BytesMut::new();
+/// Postcard.encode(&(7u8, "seven".to_string()), &mut buf)?;
+/// let back: (u8, String) = Postcard.decode(&buf)?;
+/// assert_eq!(back, (7, "seven".into()));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Postcard;
+
+/// Serializes straight into the caller's buffer, no intermediate `Vec`.
+struct BufFlavor<'a>(&'a mut BytesMut);
+
+impl postcard::ser_flavors::Flavor for BufFlavor<'_> {
+    type Output = ();
+
+    fn try_push(&mut self, byte: u8) -> postcard::Result<()> {
+        self.0.put_u8(byte);
+        Ok(())
+    }
+
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        self.0.extend_from_slice(data);
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<()> {
+        Ok(())
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> Codec<T> for Postcard {
+    fn encode(&self, value: &T, dst: &mut BytesMut) -> Result<(), EncodeError> {
+        let start = dst.len();
+        postcard::serialize_with_flavor(value, BufFlavor(dst)).map_err(|e| {
+            dst.truncate(start);
+            EncodeError::new::<T>(e)
+        })
+    }
+
+    fn decode(&self, src: &[u8]) -> Result<T, DecodeError> {
+        let (value, rest) =
+            postcard::take_from_bytes(src).map_err(|e| DecodeError::invalid::<T>(src.len(), e))?;
+        if !rest.is_empty() {
+            return Err(DecodeError::TrailingBytes {
+                type_name: std::any::type_name::<T>(),
+                len: src.len(),
+                trailing: rest.len(),
+            });
+        }
+        Ok(value)
+    }
+}

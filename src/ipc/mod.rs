@@ -1,0 +1,48 @@
+//! IPC primitives usable without RPC: local-socket listeners and streams, Tokio and blocking.
+//!
+//! One API over Unix domain sockets (filesystem or Linux abstract) and Windows named pipes.
+//! Endpoints are [`Name`](crate::Name)s; see the [`name`](crate::name) module for how they map
+//! to real paths and pipes.
+//!
+//! Safe by default:
+//! - Unix socket files are created with mode `0600` from the first instant (bound under a
+//!   temporary name, narrowed, then renamed into place); widen with [`ListenerOptions::mode`].
+//! - Binding over a socket file probes it: if a live server answers, binding fails with
+//!   [`Error::AddrInUse`]; if nothing answers, the stale file (left by a crashed server) is
+//!   replaced. Something that is not a socket is never removed.
+//! - A listener removes its socket file on drop, but only if the file is still the one it made.
+//! - Windows pipes are created with the first-instance flag, reject remote clients, and carry an
+//!   owner-only security descriptor by default.
+//! - Both ends can read the other's [`PeerCredentials`].
+//!
+//! ```no_run
+//! use localrpc::ipc::{LocalListener, LocalStream};
+//! use tokio::io::{AsyncReadExt, AsyncWriteExt};
+//!
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let listener = LocalListener::bind("myapp.echo")?;
+//! println!("listening at {}", listener.endpoint());
+//! let server = tokio::spawn(async move {
+//!     let mut conn = listener.accept().await?;
+//!     let mut buf = [0u8; 5];
+//!     conn.read_exact(&mut buf).await?;
+//!     conn.write_all(&buf).await?;
+//!     std::io::Result::Ok(())
+//! });
+//! let mut client = LocalStream::connect("myapp.echo").await?;
+//! client.write_all(b"hello").await?;
+//! let mut buf = [0u8; 5];
+//! client.read_exact(&mut buf).await?;
+//! server.await??;
+//! # Ok(()) }
+//! ```
+pub mod blocking;
+mod error;
+mod local_socket;
+mod options;
+mod peer;
+
+pub use error::Error;
+pub use local_socket::{LocalListener, LocalStream, RecvHalf, SendHalf};
+pub use options::{ConnectOptions, ListenerOptions};
+pub use peer::PeerCredentials;

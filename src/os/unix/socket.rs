@@ -1,0 +1,179 @@
+//! Unix listener and stream types behind the portable `ipc` front.
+use std::ffi::OsStr;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+
+use super::bind::{self, SocketFile};
+use super::dir;
+use crate::ipc::{ConnectOptions, Error, ListenerOptions};
+use crate::name::Repr;
+use crate::{Endpoint, Name};
+
+/// Unix-only listener options, carried inside [`ListenerOptions`].
+#[derive(Debug, Clone)]
+pub(crate) struct ListenerOptionsExt {
+    mode: u32,
+}
+
+impl Default for ListenerOptionsExt {
+    fn default() -> Self {
+        ListenerOptionsExt { mode: 0o600 }
+    }
+}
+
+impl ListenerOptions {
+    /// The permission bits of the socket file (Unix only; default `0o600`, owner only).
+    ///
+    /// Connecting to a Unix socket needs write permission on its file, so `0o600` lets only
+    /// the owner's processes in. Widening it is an explicit choice: `0o660` admits the group,
+    /// `0o666` everyone who can reach the directory. Abstract sockets have no file and ignore
+    /// this.
+    ///
+    /// ```no_run
+    /// use localrpc::ipc::ListenerOptions;
+    /// # async fn demo() -> Result<(), localrpc::ipc::Error> {
+    /// let listener = ListenerOptions::new().mode(0o660).bind("shared.svc")?;
+    /// # Ok(()) }
+    /// ```
+    pub fn mode(mut self, mode: u32) -> Self {
+        self.os.mode = mode & 0o777;
+        self
+    }
+}
+
+pub(crate) type Stream = tokio::net::UnixStream;
+pub(crate) type RecvHalf = tokio::net::unix::OwnedReadHalf;
+pub(crate) type SendHalf = tokio::net::unix::OwnedWriteHalf;
+pub(crate) type BlockingStream = UnixStream;
+
+pub(crate) type BlockingRecvHalf = UnixStream;
+pub(crate) type BlockingSendHalf = UnixStream;
+
+pub(crate) fn split(stream: Stream) -> (RecvHalf, SendHalf) {
+    stream.into_split()
+}
+
+pub(crate) fn split_blocking(
+    stream: BlockingStream,
+) -> io::Result<(BlockingRecvHalf, BlockingSendHalf)> {
+    Ok((stream.try_clone()?, stream))
+}
+
+#[derive(Debug)]
+pub(crate) struct Listener {
+    inner: tokio::net::UnixListener,
+    endpoint: Endpoint,
+    _file: Option<SocketFile>,
+}
+
+impl Listener {
+    pub(crate) fn bind(name: &Name, opts: &ListenerOptions) -> Result<Listener, Error> {
+        let bound = bind::bind(name, opts.os.mode, opts.reclaim)?;
+        let inner = bound
+            .listener
+            .set_nonblocking(true)
+            .and_then(|()| tokio::net::UnixListener::from_std(bound.listener))
+            .map_err(|e| Error::from_io("bind", &bound.endpoint, e))?;
+        Ok(Listener {
+            inner,
+            endpoint: bound.endpoint,
+            _file: bound.file,
+        })
+    }
+
+    pub(crate) async fn accept(&self) -> io::Result<Stream> {
+        self.inner.accept().await.map(|(stream, _)| stream)
+    }
+
+    pub(crate) fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct BlockingListener {
+    inner: UnixListener,
+    endpoint: Endpoint,
+    _file: Option<SocketFile>,
+}
+
+impl BlockingListener {
+    pub(crate) fn bind(name: &Name, opts: &ListenerOptions) -> Result<BlockingListener, Error> {
+        let bound = bind::bind(name, opts.os.mode, opts.reclaim)?;
+        Ok(BlockingListener {
+            inner: bound.listener,
+            endpoint: bound.endpoint,
+            _file: bound.file,
+        })
+    }
+
+    pub(crate) fn accept(&self) -> io::Result<BlockingStream> {
+        self.inner.accept().map(|(stream, _)| stream)
+    }
+
+    pub(crate) fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+}
+
+/// The address to connect to as a path; abstract names get tokio's leading-NUL form.
+fn connect_target(name: &Name) -> Result<(Endpoint, Vec<u8>), Error> {
+    let endpoint = name.endpoint()?;
+    if name.is_portable() {
+        if let Endpoint::Path(path) = &endpoint {
+            dir::ensure_private_dir(path.parent().expect("has a parent"), false)?;
+        }
+    }
+    let target = match (name.repr(), &endpoint) {
+        (Repr::Abstract(bytes), _) => [&[0u8][..], bytes].concat(),
+        (_, Endpoint::Path(path)) => path.as_os_str().as_bytes().to_vec(),
+        _ => unreachable!("unix names resolve to paths or abstract names"),
+    };
+    Ok((endpoint, target))
+}
+
+pub(crate) async fn connect(name: &Name, _opts: &ConnectOptions) -> Result<Stream, Error> {
+    let (endpoint, target) = connect_target(name)?;
+    tokio::net::UnixStream::connect(OsStr::from_bytes(&target))
+        .await
+        .map_err(|e| Error::from_io("connect", &endpoint, e))
+}
+
+pub(crate) fn connect_blocking(name: &Name, _opts: &ConnectOptions) -> Result<BlockingStream, Error> {
+    let (endpoint, target) = connect_target(name)?;
+    let result = match target.strip_prefix(&[0u8]) {
+        Some(abstract_name) => connect_abstract(abstract_name),
+        None => UnixStream::connect(OsStr::from_bytes(&target)),
+    };
+    result.map_err(|e| Error::from_io("connect", &endpoint, e))
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn abstract_addr(name: &[u8]) -> io::Result<std::os::unix::net::SocketAddr> {
+    #[cfg(target_os = "android")]
+    use std::os::android::net::SocketAddrExt;
+    #[cfg(target_os = "linux")]
+    use std::os::linux::net::SocketAddrExt;
+    std::os::unix::net::SocketAddr::from_abstract_name(name)
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn connect_abstract(name: &[u8]) -> io::Result<UnixStream> {
+    UnixStream::connect_addr(&abstract_addr(name)?)
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub(super) fn bind_abstract(name: &[u8]) -> io::Result<UnixListener> {
+    UnixListener::bind_addr(&abstract_addr(name)?)
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn connect_abstract(_name: &[u8]) -> io::Result<UnixStream> {
+    unreachable!("abstract names are only constructed on Linux and Android")
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+pub(super) fn bind_abstract(_name: &[u8]) -> io::Result<UnixListener> {
+    unreachable!("abstract names are only constructed on Linux and Android")
+}

@@ -1,0 +1,112 @@
+//! Writing frames with as few syscalls as possible.
+//!
+//! Small frames are copied, header and all, into one staging buffer, so a burst of them goes
+//! out in a single `write`. Large payloads are not copied: the queue keeps their `Bytes` and a
+//! flush hands up to [`MAX_IOV`] pieces to one vectored write.
+use std::collections::VecDeque;
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use tokio::io::AsyncWrite;
+
+use super::{FrameError, HEADER_LEN};
+
+/// Payloads up to this size are copied into the staging buffer; larger ones are queued as is.
+const COPY_MAX: usize = 16 * 1024;
+/// Pieces per vectored write (Linux's `UIO_MAXIOV` is 1024; 64 covers any realistic burst).
+const MAX_IOV: usize = 64;
+
+#[derive(Debug)]
+pub(crate) struct WriteState {
+    staging: BytesMut,
+    queue: VecDeque<Bytes>,
+    queued: usize,
+    max: usize,
+}
+
+impl WriteState {
+    pub(crate) fn new(max: usize) -> Self {
+        WriteState {
+            staging: BytesMut::new(),
+            queue: VecDeque::new(),
+            queued: 0,
+            max,
+        }
+    }
+
+    /// Bytes accepted but not yet written.
+    pub(crate) fn buffered(&self) -> usize {
+        self.queued + self.staging.len()
+    }
+
+    /// Queues one frame, or refuses it (queueing nothing) if it is over the limit.
+    pub(crate) fn push(&mut self, frame: Bytes) -> Result<(), FrameError> {
+        if frame.len() > self.max {
+            return Err(FrameError::TooLarge {
+                len: frame.len() as u64,
+                max: self.max,
+            });
+        }
+        self.staging.reserve(HEADER_LEN);
+        self.staging.put_u32_le(frame.len() as u32);
+        if frame.len() <= COPY_MAX {
+            self.staging.extend_from_slice(&frame);
+        } else {
+            self.stage_out();
+            self.queued += frame.len();
+            self.queue.push_back(frame);
+        }
+        Ok(())
+    }
+
+    fn stage_out(&mut self) {
+        if !self.staging.is_empty() {
+            let chunk = self.staging.split().freeze();
+            self.queued += chunk.len();
+            self.queue.push_back(chunk);
+        }
+    }
+
+    /// Writes everything queued, then flushes the stream.
+    pub(crate) fn poll_flush<W: AsyncWrite + ?Sized>(
+        &mut self,
+        mut io: Pin<&mut W>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<(), FrameError>> {
+        self.stage_out();
+        while !self.queue.is_empty() {
+            let n = if self.queue.len() > 1 && io.is_write_vectored() {
+                let mut slices = [IoSlice::new(&[]); MAX_IOV];
+                let count = self.queue.len().min(MAX_IOV);
+                for (slice, chunk) in slices.iter_mut().zip(&self.queue) {
+                    *slice = IoSlice::new(chunk);
+                }
+                ready!(io.as_mut().poll_write_vectored(cx, &slices[..count]))?
+            } else {
+                ready!(io.as_mut().poll_write(cx, &self.queue[0]))?
+            };
+            if n == 0 {
+                return Poll::Ready(Err(io::Error::from(io::ErrorKind::WriteZero).into()));
+            }
+            self.advance(n);
+        }
+        ready!(io.poll_flush(cx))?;
+        Poll::Ready(Ok(()))
+    }
+
+    fn advance(&mut self, mut n: usize) {
+        self.queued -= n;
+        while n > 0 {
+            let front = self.queue.front_mut().expect("wrote more than was queued");
+            if n >= front.len() {
+                n -= front.len();
+                self.queue.pop_front();
+            } else {
+                front.advance(n);
+                n = 0;
+            }
+        }
+    }
+}
