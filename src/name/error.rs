@@ -21,7 +21,9 @@ pub enum NameError {
         offset: usize,
     },
     /// A portable name holds a character outside `A-Z a-z 0-9 . _ -`.
-    #[error("portable name contains {ch:?} at offset {offset}; only A-Z a-z 0-9 . _ - are allowed (use `unix:`, `abstract:` or `pipe:` for other forms)")]
+    #[error(
+        "portable name contains {ch:?} at offset {offset}; only A-Z a-z 0-9 . _ - are allowed (use `unix:`, `abstract:` or `pipe:` for other forms)"
+    )]
     InvalidChar {
         /// The offending character.
         ch: char,
@@ -32,7 +34,9 @@ pub enum NameError {
     #[error("portable name must not start with a dot")]
     LeadingDot,
     /// The resolved socket path (or abstract name) does not fit in `sockaddr_un::sun_path`.
-    #[error("socket address is {len} bytes, longer than the {max} bytes sun_path allows on this OS")]
+    #[error(
+        "socket address is {len} bytes, longer than the {max} bytes sun_path allows on this OS"
+    )]
     TooLong {
         /// Length in bytes of the resolved path or abstract name.
         len: usize,
@@ -40,7 +44,9 @@ pub enum NameError {
         max: usize,
     },
     /// A string form started with a scheme this crate does not know.
-    #[error("unknown endpoint scheme {scheme:?}; expected `unix:`, `abstract:`, `pipe:` or a portable name")]
+    #[error(
+        "unknown endpoint scheme {scheme:?}; expected `unix:`, `abstract:`, `pipe:` or a portable name"
+    )]
     UnknownScheme {
         /// The scheme that was given, without the colon.
         scheme: String,

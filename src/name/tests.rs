@@ -83,7 +83,10 @@ fn long_paths_report_limit_and_length() {
 #[test]
 fn abstract_names() {
     let name = Name::abstract_name("svc").unwrap();
-    assert_eq!(name.endpoint().unwrap(), Endpoint::Abstract(b"svc".to_vec()));
+    assert_eq!(
+        name.endpoint().unwrap(),
+        Endpoint::Abstract(b"svc".to_vec())
+    );
     assert_eq!(name.endpoint().unwrap().to_string(), "@svc");
     assert!(matches!(
         Name::abstract_name("x".repeat(200)),
@@ -95,7 +98,10 @@ fn abstract_names() {
 #[test]
 fn windows_mapping() {
     let name = Name::new("svc").unwrap();
-    assert_eq!(name.endpoint().unwrap(), Endpoint::Pipe(r"\\.\pipe\svc".into()));
+    assert_eq!(
+        name.endpoint().unwrap(),
+        Endpoint::Pipe(r"\\.\pipe\svc".into())
+    );
     let pipe = Name::pipe(r"\\.\pipe\other").unwrap();
     assert_eq!(pipe.to_string(), "pipe:other");
     assert_eq!(

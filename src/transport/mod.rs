@@ -73,7 +73,10 @@ impl<T> Transport for T where
 /// assert_eq!(b.next().await.unwrap()?, "hi");
 /// # Ok(()) }
 /// ```
-pub fn memory() -> (Framed<tokio::io::DuplexStream>, Framed<tokio::io::DuplexStream>) {
+pub fn memory() -> (
+    Framed<tokio::io::DuplexStream>,
+    Framed<tokio::io::DuplexStream>,
+) {
     let (a, b) = tokio::io::duplex(64 * 1024);
     (Framed::new(a), Framed::new(b))
 }

@@ -94,7 +94,11 @@ fn poll_read_buf<R: AsyncRead + ?Sized>(
     let mut read_buf = ReadBuf::uninit(spare);
     ready!(io.poll_read(cx, &mut read_buf))?;
     let filled = read_buf.filled();
-    assert_eq!(filled.as_ptr(), ptr.cast(), "AsyncRead swapped the read buffer");
+    assert_eq!(
+        filled.as_ptr(),
+        ptr.cast(),
+        "AsyncRead swapped the read buffer"
+    );
     let n = filled.len();
     // SAFETY: `ReadBuf` guarantees its first `n` bytes were initialized, and they are the
     // first `n` bytes of `buf`'s spare capacity (checked above).
@@ -117,6 +121,10 @@ mod tests {
             got,
             Poll::Ready(Some(Err(FrameError::TooLarge { .. })))
         ));
-        assert!(state.buf.capacity() <= READ_CHUNK, "{}", state.buf.capacity());
+        assert!(
+            state.buf.capacity() <= READ_CHUNK,
+            "{}",
+            state.buf.capacity()
+        );
     }
 }

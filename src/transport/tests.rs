@@ -31,7 +31,10 @@ fn frames_round_trip_in_order() {
             assert_eq!(frame.len(), n);
             assert!(frame.iter().all(|&x| x == i as u8));
         }
-        assert!(b.next().await.is_none(), "clean end of stream after the last frame");
+        assert!(
+            b.next().await.is_none(),
+            "clean end of stream after the last frame"
+        );
         sender.await.unwrap();
     });
 }
@@ -148,7 +151,11 @@ fn queued_frames_are_coalesced() {
             w.feed(Bytes::from(vec![i; 32])).await.unwrap();
         }
         w.flush().await.unwrap();
-        assert_eq!(w.get_ref().writes + w.get_ref().vectored, 1, "100 small frames in one write");
+        assert_eq!(
+            w.get_ref().writes + w.get_ref().vectored,
+            1,
+            "100 small frames in one write"
+        );
         assert_eq!(w.get_ref().data.len(), 100 * 36);
 
         let mut w = FrameWriter::new(CountingWriter::default());
@@ -158,7 +165,11 @@ fn queued_frames_are_coalesced() {
         }
         w.flush().await.unwrap();
         assert_eq!(w.get_ref().writes, 0);
-        assert_eq!(w.get_ref().vectored, 1, "large frames go out in one vectored write");
+        assert_eq!(
+            w.get_ref().vectored,
+            1,
+            "large frames go out in one vectored write"
+        );
         let data = &w.get_ref().data;
         assert_eq!(data.len(), 3 * 80_004);
         assert_eq!(&data[..4], &80_000u32.to_le_bytes());

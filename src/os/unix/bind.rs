@@ -59,8 +59,8 @@ pub(crate) fn bind(name: &Name, mode: u32, reclaim: bool) -> Result<Bound, Error
                 let parent = path.parent().expect("portable socket path has a parent");
                 dir::ensure_private_dir(parent, true)?;
             }
-            let (listener, file) = bind_path(path, mode, reclaim)
-                .map_err(|e| e.into_error(&endpoint))?;
+            let (listener, file) =
+                bind_path(path, mode, reclaim).map_err(|e| e.into_error(&endpoint))?;
             Ok(Bound {
                 listener,
                 endpoint,
@@ -117,7 +117,11 @@ fn probe(path: &Path) -> Result<Occupant, BindError> {
     }
 }
 
-fn bind_path(path: &Path, mode: u32, reclaim: bool) -> Result<(UnixListener, SocketFile), BindError> {
+fn bind_path(
+    path: &Path,
+    mode: u32,
+    reclaim: bool,
+) -> Result<(UnixListener, SocketFile), BindError> {
     let stale = matches!(probe(path)?, Occupant::Stale);
     if stale && !reclaim {
         return Err(BindError::Typed(Error::AddrInUse {

@@ -140,7 +140,10 @@ pub(crate) async fn connect(name: &Name, _opts: &ConnectOptions) -> Result<Strea
         .map_err(|e| Error::from_io("connect", &endpoint, e))
 }
 
-pub(crate) fn connect_blocking(name: &Name, _opts: &ConnectOptions) -> Result<BlockingStream, Error> {
+pub(crate) fn connect_blocking(
+    name: &Name,
+    _opts: &ConnectOptions,
+) -> Result<BlockingStream, Error> {
     let (endpoint, target) = connect_target(name)?;
     let result = match target.strip_prefix(&[0u8]) {
         Some(abstract_name) => connect_abstract(abstract_name),
