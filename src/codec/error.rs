@@ -6,18 +6,11 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 /// A value could not be encoded.
 ///
 /// ```
-/// use localrpc::codec::{Codec, Postcard};
+/// use localrpc::codec::EncodeError;
 ///
-/// // postcard cannot encode a map whose length it is not told.
-/// struct NoLen;
-/// impl serde::Serialize for NoLen {
-///     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-///         use serde::ser::SerializeMap;
-///         s.serialize_map(None)?.end()
-///     }
-/// }
-/// let err = Codec::<NoLen>::encode(&Postcard, &NoLen, &mut bytes::BytesMut::new()).unwrap_err();
-/// assert!(err.to_string().contains("NoLen"));
+/// let err = EncodeError::new::<Vec<u8>>("buffer full");
+/// assert_eq!(err.type_name(), "alloc::vec::Vec<u8>");
+/// assert_eq!(err.to_string(), "cannot encode alloc::vec::Vec<u8>");
 /// ```
 #[derive(Debug, Error)]
 #[error("cannot encode {type_name}")]

@@ -26,6 +26,10 @@ use std::fmt;
 use std::path::PathBuf;
 
 pub use error::NameError;
+#[allow(
+    unused_imports,
+    reason = "used by the Linux and Windows back ends only"
+)]
 pub(crate) use parse::check_no_nul;
 
 /// A portable, validated endpoint name.
@@ -173,6 +177,7 @@ impl Name {
         &self.repr
     }
 
+    #[allow(dead_code, reason = "used by the Linux and Windows back ends only")]
     pub(crate) fn from_repr(repr: Repr) -> Name {
         Name { repr }
     }

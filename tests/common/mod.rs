@@ -71,6 +71,8 @@ pub fn child_role() -> Option<(String, Vec<String>)> {
 pub struct ChildProc {
     pub child: Child,
     lines: mpsc::Receiver<String>,
+    /// A portable name the child may bind: its socket file is removed after the kill if stale.
+    name: Option<String>,
 }
 
 impl ChildProc {
@@ -107,7 +109,12 @@ impl ChildProc {
                 }
             }
         });
-        ChildProc { child, lines }
+        let binds = matches!(
+            role,
+            "echo-tokio" | "echo-blocking" | "whoami" | "frame-server"
+        );
+        let name = args.first().filter(|_| binds).map(|a| a.to_string());
+        ChildProc { child, lines, name }
     }
 
     /// The next line the child reported with [`report`], failing the test after [`LINE_WAIT`].
@@ -140,8 +147,30 @@ impl ChildProc {
 impl Drop for ChildProc {
     fn drop(&mut self) {
         self.kill();
+        if let Some(name) = &self.name {
+            remove_if_stale(name);
+        }
     }
 }
+
+/// A killed server leaves its socket file; remove it unless a live server answers there.
+#[cfg(unix)]
+fn remove_if_stale(name: &str) {
+    let Ok(name) = name.parse::<localrpc::Name>() else {
+        return;
+    };
+    if let Ok(localrpc::Endpoint::Path(path)) = name.endpoint() {
+        let stale = std::os::unix::net::UnixStream::connect(&path)
+            .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionRefused);
+        if stale {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// Pipes vanish with their server.
+#[cfg(not(unix))]
+fn remove_if_stale(_name: &str) {}
 
 /// Reports a line to the parent (see [`ChildProc::line`]).
 pub fn report(msg: impl std::fmt::Display) {
