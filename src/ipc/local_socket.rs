@@ -35,6 +35,9 @@ pub struct LocalListener {
 impl LocalListener {
     /// Binds with default [`ListenerOptions`]: owner-only, stale sockets reclaimed.
     ///
+    /// Must be called inside a Tokio runtime (it registers with the runtime's reactor);
+    /// [`blocking::LocalListener`](super::blocking::LocalListener) needs none.
+    ///
     /// See the [type docs](LocalListener) for an example.
     pub fn bind(name: impl IntoName) -> Result<LocalListener, Error> {
         ListenerOptions::new().bind(name)

@@ -11,6 +11,8 @@ use super::{FrameError, HEADER_LEN};
 /// Smallest read buffer growth; frames larger than this get their whole size reserved at once,
 /// after their header has been checked against the limit.
 const READ_CHUNK: usize = 8 * 1024;
+/// Spare read capacity kept when no partial frame is pending; beyond it the buffer is released.
+const KEEP_IDLE: usize = 64 * 1024;
 
 #[derive(Debug)]
 pub(crate) struct ReadState {
@@ -56,11 +58,17 @@ impl ReadState {
                 need = HEADER_LEN + len;
                 if self.buf.len() >= need {
                     self.buf.advance(HEADER_LEN);
-                    return Poll::Ready(Some(Ok(self.buf.split_to(len).freeze())));
+                    let frame = self.buf.split_to(len).freeze();
+                    if self.buf.is_empty() && self.buf.capacity() > KEEP_IDLE {
+                        // Do not pin a large buffer to an idle connection.
+                        self.buf = BytesMut::new();
+                    }
+                    return Poll::Ready(Some(Ok(frame)));
                 }
             }
-            if self.buf.capacity() == self.buf.len() {
-                self.buf.reserve((need - self.buf.len()).max(READ_CHUNK));
+            let missing = need - self.buf.len();
+            if self.buf.capacity() - self.buf.len() < missing.min(READ_CHUNK) {
+                self.buf.reserve(missing.max(READ_CHUNK));
             }
             let n = match ready!(poll_read_buf(io.as_mut(), cx, &mut self.buf)) {
                 Ok(n) => n,
@@ -123,6 +131,29 @@ mod tests {
         ));
         assert!(
             state.buf.capacity() <= READ_CHUNK,
+            "{}",
+            state.buf.capacity()
+        );
+    }
+}
+
+#[cfg(test)]
+mod shrink_tests {
+    use super::*;
+
+    #[test]
+    fn large_buffer_is_released_after_its_frame() {
+        let mut state = ReadState::new(4 << 20);
+        let mut wire = (1u32 << 20).to_le_bytes().to_vec();
+        wire.resize(4 + (1 << 20), 7);
+        let mut input: &[u8] = &wire;
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        match state.poll_next(Pin::new(&mut input), &mut cx) {
+            Poll::Ready(Some(Ok(frame))) => assert_eq!(frame.len(), 1 << 20),
+            other => panic!("expected a frame, got {other:?}"),
+        }
+        assert!(
+            state.buf.capacity() <= KEEP_IDLE,
             "{}",
             state.buf.capacity()
         );

@@ -128,6 +128,9 @@ fn bind_path(
             endpoint: Endpoint::Path(path.to_owned()),
         }));
     }
+    if stale {
+        tracing::debug!(path = %path.display(), "replacing stale socket file");
+    }
     let listener = match temp_sibling(path) {
         // Bind under a private temporary name, narrow the mode, then rename into place: the
         // socket is never reachable at `path` with the umask's wider mode, and a stale socket
