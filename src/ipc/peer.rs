@@ -1,7 +1,7 @@
 /// The identity of the process at the other end of a local connection.
 ///
-/// On Linux and Android all three fields are known (`SO_PEERCRED`); on macOS uid, gid and pid;
-/// on the BSDs uid and gid; on Windows the pid (`GetNamedPipeClientProcessId` /
+/// On Linux and Android all three fields are known (`SO_PEERCRED`); on macOS, FreeBSD (13 and
+/// later) and NetBSD too (`getpeereid` plus the OS's pid query); on other Unixes uid and gid; on Windows the pid (`GetNamedPipeClientProcessId` /
 /// `GetNamedPipeServerProcessId`). The values are taken by the kernel when the connection is
 /// made, so the peer cannot forge them.
 ///
