@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::roles::Msg;
-use common::{ChildProc, Watchdog, rt, unique};
+use common::{ChildProc, Watchdog, echo_once, rt, unique};
 use futures_util::{SinkExt, StreamExt};
 use localrpc::codec::{Codec, Postcard};
 use localrpc::ipc::{self, LocalListener, LocalStream};
@@ -22,14 +22,6 @@ fn child_entry() {
 
 // ---------------------------------------------------------------------------------------------
 // Helpers for the parent side.
-
-async fn echo_once(name: &str, payload: &[u8]) {
-    let mut stream = LocalStream::connect(name).await.unwrap();
-    stream.write_all(payload).await.unwrap();
-    let mut back = vec![0u8; payload.len()];
-    stream.read_exact(&mut back).await.unwrap();
-    assert_eq!(back, payload);
-}
 
 fn echo_once_blocking(name: &str, payload: &[u8]) {
     let mut stream = ipc::blocking::LocalStream::connect(name).unwrap();
@@ -215,19 +207,16 @@ fn framing_faults_across_processes() {
                 .unwrap();
             buf.freeze()
         };
+        async fn ask<T: localrpc::transport::Transport>(conn: &mut T, frame: Bytes) -> Msg {
+            conn.send(frame).await.unwrap();
+            Postcard
+                .decode(&conn.next().await.unwrap().unwrap())
+                .unwrap()
+        }
         let mut good =
             Framed::with_max_frame_len(LocalStream::connect(name.as_str()).await.unwrap(), MAX);
-        good.send(encode(1, "hello")).await.unwrap();
-        let reply: Msg = Postcard
-            .decode(&good.next().await.unwrap().unwrap())
-            .unwrap();
-        assert_eq!(
-            reply,
-            Msg {
-                id: 1,
-                text: "HELLO".into()
-            }
-        );
+        let reply = ask(&mut good, encode(1, "hello")).await;
+        assert_eq!((reply.id, reply.text.as_str()), (1, "HELLO"));
 
         // Oversize frame: refused before sending, and the connection stays usable.
         match good.send(Bytes::from(vec![b'x'; MAX + 1])).await {
@@ -265,24 +254,12 @@ fn framing_faults_across_processes() {
         assert!(reply.starts_with(b"ERR:cannot decode"), "{reply:?}");
         let err = server.expect("DECODE-ERROR");
         assert!(err.contains("Msg"), "{err}");
-        garbage.send(encode(2, "after garbage")).await.unwrap();
-        let reply: Msg = Postcard
-            .decode(&garbage.next().await.unwrap().unwrap())
-            .unwrap();
+        let reply = ask(&mut garbage, encode(2, "after garbage")).await;
         assert_eq!(reply.text, "AFTER GARBAGE");
 
         // ...and the first client was served throughout.
-        good.send(encode(3, "still served")).await.unwrap();
-        let reply: Msg = Postcard
-            .decode(&good.next().await.unwrap().unwrap())
-            .unwrap();
-        assert_eq!(
-            reply,
-            Msg {
-                id: 3,
-                text: "STILL SERVED".into()
-            }
-        );
+        let reply = ask(&mut good, encode(3, "still served")).await;
+        assert_eq!((reply.id, reply.text.as_str()), (3, "STILL SERVED"));
     });
 }
 

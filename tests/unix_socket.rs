@@ -7,21 +7,12 @@ use std::fs;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::Path;
 
-use common::{ChildProc, TempDir, Watchdog, rt, unique};
+use common::{ChildProc, TempDir, Watchdog, echo_once, rt, unique};
 use localrpc::ipc::{self, ListenerOptions, LocalListener, LocalStream};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[test]
 fn child_entry() {
     common::roles::run_child();
-}
-
-async fn echo_once(name: &str, payload: &[u8]) {
-    let mut stream = LocalStream::connect(name).await.unwrap();
-    stream.write_all(payload).await.unwrap();
-    let mut back = vec![0u8; payload.len()];
-    stream.read_exact(&mut back).await.unwrap();
-    assert_eq!(back, payload);
 }
 
 fn is_socket(path: &Path) -> bool {

@@ -216,3 +216,13 @@ pub fn rt() -> tokio::runtime::Runtime {
         .build()
         .unwrap()
 }
+
+/// Connects to `name`, sends `payload` and checks that the same bytes come back.
+pub async fn echo_once(name: &str, payload: &[u8]) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = localrpc::ipc::LocalStream::connect(name).await.unwrap();
+    stream.write_all(payload).await.unwrap();
+    let mut back = vec![0u8; payload.len()];
+    stream.read_exact(&mut back).await.unwrap();
+    assert_eq!(back, payload);
+}
