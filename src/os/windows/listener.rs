@@ -1,12 +1,15 @@
 //! The pipe listener: claims the name with the first instance, keeps one instance waiting
 //! for a client, and creates the next before handing a connected one out.
 use std::io;
+use std::os::windows::io::AsRawHandle;
+use std::ptr;
 
 use tokio::net::windows::named_pipe::{NamedPipeServer, ServerOptions};
 use tokio::sync::Mutex;
 use windows_sys::Win32::Foundation::{
     ERROR_ACCESS_DENIED, ERROR_BROKEN_PIPE, ERROR_NO_DATA, ERROR_PIPE_BUSY,
 };
+use windows_sys::Win32::System::Pipes::GetNamedPipeHandleStateW;
 
 use super::name::pipe_path;
 use super::security::{SecurityDescriptor, owner_only_sddl};
@@ -27,8 +30,11 @@ impl ListenerOptions {
     ///
     /// Every instance of the pipe gets this descriptor, so it decides who may connect.
     /// Widening it is an explicit choice: `D:P(A;;GA;;;AU)` admits every authenticated user,
-    /// `D:P(A;;GA;;;BA)(A;;GA;;;SY)` administrators and the local system. Whatever it says,
-    /// remote clients are always rejected. A string that is not valid SDDL makes `bind` fail.
+    /// `D:P(A;;GA;;;BA)(A;;GA;;;SY)` administrators and the local system (for a server that
+    /// runs as one of them). It must keep granting the server's own account access, or the
+    /// listener cannot create the next pipe instance after the first client. Whatever it
+    /// says, remote clients are always rejected. A string that is not valid SDDL makes
+    /// `bind` fail.
     ///
     /// ```no_run
     /// use localrpc::ipc::ListenerOptions;
@@ -66,16 +72,13 @@ impl Listener {
             endpoint: endpoint.clone(),
             source,
         })?;
-        let first = create_instance(pipe_path(&endpoint), &security, true).map_err(|e| {
-            match e.raw_os_error().map(|code| code as u32) {
-                // With FILE_FLAG_FIRST_PIPE_INSTANCE, an existing pipe of that name (ours,
-                // another user's, or a squatter's) makes CreateNamedPipeW fail this way.
-                Some(ERROR_ACCESS_DENIED | ERROR_PIPE_BUSY) => Error::AddrInUse {
-                    endpoint: endpoint.clone(),
-                },
-                _ => Error::from_io("bind", &endpoint, e),
-            }
-        })?;
+        let first = create_instance(pipe_path(&endpoint), &security, true)
+            .map_err(|e| bind_error(&endpoint, e))?;
+        // Belt and braces for pipe implementations that ignore the first-instance flag (Wine
+        // does): a first instance that is not alone joined someone else's pipe.
+        if current_instances(&first).map_err(|e| Error::from_io("bind", &endpoint, e))? > 1 {
+            return Err(Error::AddrInUse { endpoint });
+        }
         tracing::debug!(%endpoint, "pipe listener bound");
         Ok(Listener {
             endpoint,
@@ -110,6 +113,40 @@ impl Listener {
     fn next_instance(&self) -> io::Result<NamedPipeServer> {
         create_instance(pipe_path(&self.endpoint), &self.security, false)
     }
+}
+
+/// Classifies a failure to create the first instance.
+pub(super) fn bind_error(endpoint: &Endpoint, e: io::Error) -> Error {
+    match e.raw_os_error().map(|code| code as u32) {
+        // With FILE_FLAG_FIRST_PIPE_INSTANCE, an existing pipe of that name (ours, another
+        // user's, or a squatter's) makes CreateNamedPipeW fail this way.
+        Some(ERROR_ACCESS_DENIED | ERROR_PIPE_BUSY) => Error::AddrInUse {
+            endpoint: endpoint.clone(),
+        },
+        _ => Error::from_io("bind", endpoint, e),
+    }
+}
+
+/// How many instances the pipe behind `pipe` has right now, ours included.
+fn current_instances(pipe: &NamedPipeServer) -> io::Result<u32> {
+    let mut instances = 0u32;
+    // SAFETY: the handle is live for the call, `instances` is valid for writes, and every
+    // other output is null, as the server end requires.
+    let ok = unsafe {
+        GetNamedPipeHandleStateW(
+            pipe.as_raw_handle(),
+            ptr::null_mut(),
+            &mut instances,
+            ptr::null_mut(),
+            ptr::null_mut(),
+            ptr::null_mut(),
+            0,
+        )
+    };
+    if ok == 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(instances)
 }
 
 fn is_gone(e: &io::Error) -> bool {

@@ -42,9 +42,8 @@ impl Name {
 
 /// `name` without a leading `\\.\pipe\`, matched as Windows does, ignoring ASCII case.
 fn strip_pipe_prefix(name: &str) -> Option<&str> {
-    let head = name.get(..PIPE_PREFIX.len())?;
-    head.eq_ignore_ascii_case(PIPE_PREFIX)
-        .then(|| &name[PIPE_PREFIX.len()..])
+    let (head, rest) = name.split_at_checked(PIPE_PREFIX.len())?;
+    head.eq_ignore_ascii_case(PIPE_PREFIX).then_some(rest)
 }
 
 /// Pipe names have no `sun_path`; their own limit is checked in [`Name::pipe`].

@@ -1,7 +1,7 @@
 //! Security descriptors for pipe instances: the owner-only default and SDDL conversion.
 use std::ffi::c_void;
 use std::io;
-use std::os::windows::io::{FromRawHandle, OwnedHandle};
+use std::os::windows::io::{AsRawHandle, FromRawHandle, OwnedHandle};
 use std::ptr;
 
 use windows_sys::Win32::Foundation::{ERROR_INSUFFICIENT_BUFFER, HANDLE, LocalFree};
@@ -97,6 +97,7 @@ fn current_user_sid() -> io::Result<String> {
     }
     // SAFETY: OpenProcessToken succeeded, so `raw` is a token handle that we now own.
     let token = unsafe { OwnedHandle::from_raw_handle(raw) };
+    let raw = token.as_raw_handle();
 
     let mut len = 0u32;
     // SAFETY: a null buffer of length 0 asks only for the needed size, written to `len`.
