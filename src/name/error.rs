@@ -33,9 +33,10 @@ pub enum NameError {
     /// A portable name is `.` or `..` or starts with a dot, which would name a directory or hide the socket.
     #[error("portable name must not start with a dot")]
     LeadingDot,
-    /// The resolved socket path (or abstract name) does not fit in `sockaddr_un::sun_path`.
+    /// The resolved address is too long for the OS: a socket path or abstract name longer
+    /// than `sockaddr_un::sun_path` holds (in bytes), or a pipe name over 256 UTF-16 units.
     #[error(
-        "socket address is {len} bytes, longer than the {max} bytes sun_path allows on this OS"
+        "endpoint address is {len} long, over the {max} this OS allows (bytes of sun_path on Unix, UTF-16 units of a pipe name on Windows)"
     )]
     TooLong {
         /// Length in bytes of the resolved path or abstract name.
