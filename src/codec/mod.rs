@@ -3,7 +3,7 @@
 //! A codec never sees framing: the [`transport`](crate::transport) layer hands it exactly one
 //! message. [`Postcard`] is the default.
 mod error;
-mod postcard;
+pub(crate) mod postcard;
 
 use bytes::BytesMut;
 

@@ -45,23 +45,36 @@ impl postcard::ser_flavors::Flavor for BufFlavor<'_> {
 
 impl<T: Serialize + DeserializeOwned> Codec<T> for Postcard {
     fn encode(&self, value: &T, dst: &mut BytesMut) -> Result<(), EncodeError> {
-        let start = dst.len();
-        postcard::serialize_with_flavor(value, BufFlavor(dst)).map_err(|e| {
-            dst.truncate(start);
-            EncodeError::new::<T>(e)
-        })
+        encode(value, dst)
     }
 
     fn decode(&self, src: &[u8]) -> Result<T, DecodeError> {
-        let (value, rest) =
-            postcard::take_from_bytes(src).map_err(|e| DecodeError::invalid::<T>(src.len(), e))?;
-        if !rest.is_empty() {
-            return Err(DecodeError::TrailingBytes {
-                type_name: std::any::type_name::<T>(),
-                len: src.len(),
-                trailing: rest.len(),
-            });
-        }
-        Ok(value)
+        decode(src)
     }
+}
+
+/// Appends the postcard encoding of `value` to `dst`; on error `dst` is left as it was.
+pub(crate) fn encode<T: Serialize + ?Sized>(
+    value: &T,
+    dst: &mut BytesMut,
+) -> Result<(), EncodeError> {
+    let start = dst.len();
+    postcard::serialize_with_flavor(value, BufFlavor(dst)).map_err(|e| {
+        dst.truncate(start);
+        EncodeError::new::<T>(e)
+    })
+}
+
+/// Decodes exactly one `T` from all of `src`.
+pub(crate) fn decode<T: DeserializeOwned>(src: &[u8]) -> Result<T, DecodeError> {
+    let (value, rest) =
+        postcard::take_from_bytes(src).map_err(|e| DecodeError::invalid::<T>(src.len(), e))?;
+    if !rest.is_empty() {
+        return Err(DecodeError::TrailingBytes {
+            type_name: std::any::type_name::<T>(),
+            len: src.len(),
+            trailing: rest.len(),
+        });
+    }
+    Ok(value)
 }

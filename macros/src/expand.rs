@@ -1,0 +1,203 @@
+//! The expansion: the trait, its `ServiceInfo`, the serde checks; the client and the server
+//! are in `expand_client` and `expand_server`.
+//!
+//! Everything generated names `::localrpc::__private::...` only, never the prelude.
+use std::collections::HashSet;
+
+use proc_macro2::{Span, TokenStream};
+use quote::{ToTokens, format_ident, quote, quote_spanned};
+use syn::spanned::Spanned;
+use syn::visit::Visit;
+use syn::{Ident, TraitItem, Type, parse_quote_spanned};
+
+use crate::errors::Errors;
+use crate::parse::{self, Method, Return, Service};
+use crate::{expand_client, expand_server, hash, validate};
+
+/// `#[service]`: parse, validate, expand. On errors, the errors come first and the items
+/// still follow (stubs where the trait is unusable), so that the user's other code that
+/// names them does not add errors of its own.
+pub(crate) fn service(attr: TokenStream, item: TokenStream) -> TokenStream {
+    let mut errors = Errors::default();
+    let mut service = match parse::service(attr, item.clone(), &mut errors) {
+        Ok(service) => service,
+        Err(e) => {
+            let mut out = e.to_compile_error();
+            out.extend(item);
+            return out;
+        }
+    };
+    validate::check(&mut service, &mut errors);
+    let names = Names::new(&service);
+    let mut out = errors.to_compile_errors();
+    out.extend([
+        service_trait(&service),
+        info(&service, &names),
+        serde_checks(&service),
+        expand_client::client(&service, &names),
+        expand_server::server(&service, &names),
+    ]);
+    out
+}
+
+/// The identifiers the expansion introduces.
+pub(crate) struct Names {
+    pub(crate) client: Ident,
+    pub(crate) server: Ident,
+    /// The hidden `ServiceInfo` static.
+    pub(crate) info: Ident,
+    /// The client's type parameter in impls that mention the user's types.
+    pub(crate) client_param: Ident,
+    /// The server's type parameter in impls that mention the user's types.
+    pub(crate) server_param: Ident,
+}
+
+impl Names {
+    fn new(service: &Service) -> Names {
+        let ident = &service.ident;
+        // Type parameters resolve at the call site, so `S` would capture a user type named
+        // `S` in `fn add(&self, a: S)`: pick names that no type in the trait uses.
+        let mut taken = HashSet::from([ident.to_string()]);
+        let mut collect = CollectIdents(&mut taken);
+        for method in service.served() {
+            for arg in &method.args {
+                collect.visit_type(&arg.ty);
+            }
+            collect.visit_type(&method.output());
+        }
+        let fresh = |base: &str| {
+            let mut name = base.to_string();
+            while taken.contains(&name) {
+                name.push('_');
+            }
+            Ident::new(&name, Span::call_site())
+        };
+        Names {
+            client: format_ident!("{}Client", ident, span = ident.span()),
+            server: format_ident!("{}Server", ident, span = ident.span()),
+            info: format_ident!("__LOCALRPC_INFO_{}", ident, span = ident.span()),
+            client_param: fresh("S"),
+            server_param: fresh("T"),
+        }
+    }
+}
+
+struct CollectIdents<'a>(&'a mut HashSet<String>);
+
+impl<'ast> Visit<'ast> for CollectIdents<'_> {
+    fn visit_ident(&mut self, ident: &'ast Ident) {
+        self.0.insert(ident.to_string());
+    }
+}
+
+impl Service {
+    /// The methods that get a client method and a server arm, in wire order: all of them
+    /// when the trait is valid.
+    pub(crate) fn served(&self) -> impl Iterator<Item = &Method> {
+        self.methods
+            .iter()
+            .filter(move |m| self.trait_ok && m.usable)
+    }
+}
+
+/// The trait, each `async fn m(..) -> R` turned into `fn m(..) -> impl Future<Output = R> + Send`
+/// so that a generic server can spawn the futures. Methods that are not plain `async fn`
+/// declarations stay as written; later duplicates are dropped (already reported).
+fn service_trait(service: &Service) -> TokenStream {
+    let mut item = service.item.clone();
+    let methods = &service.methods;
+    let mut next = 0;
+    item.items = std::mem::take(&mut item.items)
+        .into_iter()
+        .enumerate()
+        .filter_map(|(index, it)| {
+            let TraitItem::Fn(mut f) = it else {
+                return Some(it);
+            };
+            let method = &methods[next];
+            next += 1;
+            debug_assert_eq!(method.item_index, index);
+            if method.duplicate {
+                return None;
+            }
+            if let (Some(asyncness), None) = (f.sig.asyncness, &f.default) {
+                let output = method.output();
+                f.sig.asyncness = None;
+                f.sig.output = parse_quote_spanned! {asyncness.span()=>
+                    -> impl ::localrpc::__private::Future<Output = #output>
+                        + ::localrpc::__private::Send
+                };
+            }
+            Some(TraitItem::Fn(f))
+        })
+        .collect();
+    item.into_token_stream()
+}
+
+/// The hidden `ServiceInfo` static: name, method names, method table hash.
+fn info(service: &Service, names: &Names) -> TokenStream {
+    let vis = &service.vis;
+    let info = &names.info;
+    let wire_name = &service.wire_name;
+    let method_names = service.served().map(|m| &m.wire_name);
+    let canonical = hash::canonical(service.served());
+    quote! {
+        #[doc(hidden)]
+        #[allow(non_upper_case_globals)]
+        #vis static #info: ::localrpc::__private::ServiceInfo =
+            ::localrpc::__private::ServiceInfo::new(
+                #wire_name,
+                &[#(#method_names),*],
+                ::localrpc::__private::method_table_hash(#canonical),
+            );
+    }
+}
+
+/// One bound check per argument and result type, spanned at the type, so that a type that is
+/// not serde fails there first. (The generated client and server need the same bounds; their
+/// errors point at the attribute.)
+fn serde_checks(service: &Service) -> TokenStream {
+    let types: Vec<&Type> = service
+        .served()
+        .flat_map(|m| {
+            let ret: Vec<&Type> = match (&m.ret, &m.declared_ret) {
+                (Return::Fallible { ok, err }, _) => vec![ok, err],
+                (Return::Value(ty), Some(_)) => vec![ty],
+                (Return::Value(_), None) => vec![],
+            };
+            m.args.iter().map(|a| &a.ty).chain(ret)
+        })
+        .collect();
+    if types.is_empty() {
+        return TokenStream::new();
+    }
+    let checks = types.iter().enumerate().map(|(i, ty)| {
+        let check = format_ident!("__check_{}", i);
+        quote_spanned! {ty.span()=>
+            fn #check() {
+                __assert_serde::<#ty>();
+            }
+        }
+    });
+    quote! {
+        const _: () = {
+            fn __assert_serde<T>()
+            where
+                T: ::localrpc::__private::serde::Serialize
+                    + ::localrpc::__private::serde::de::DeserializeOwned,
+            {
+            }
+            #(#checks)*
+        };
+    }
+}
+
+/// The doc comments to put on a generated item: the user's, or `fallback`.
+pub(crate) fn docs_or(method: &Method, fallback: String) -> TokenStream {
+    if method.docs.is_empty() {
+        quote!(#[doc = #fallback])
+    } else {
+        let docs = &method.docs;
+        quote!(#(#docs)*)
+    }
+}

@@ -1,0 +1,360 @@
+use std::fmt;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tracing::Instrument;
+
+use super::connection::Connection;
+use super::{CallRequest, CallResponse, ReconnectPolicy};
+use crate::ipc::ConnectOptions;
+use crate::transport::DEFAULT_MAX_FRAME_LEN;
+use crate::wire::{self, envelope};
+use crate::{CallContext, Error, IntoName, Name, ServiceInfo};
+
+/// A connection to one service: many calls in flight at once, answered out of order.
+///
+/// Cheap to clone (clones share the connection). Generated clients (`XClient`) wrap it; it is
+/// also a `tower::Service<CallRequest>`, so tower layers can wrap it:
+///
+/// ```no_run
+/// # #[localrpc::service]
+/// # pub trait Calculator { async fn add(&self, a: i64, b: i64) -> i64; }
+/// use std::time::Duration;
+/// use localrpc::{Client, NamedService, ReconnectPolicy};
+///
+/// # async fn demo() -> Result<(), localrpc::Error> {
+/// let client = Client::builder(CalculatorClient::<Client>::INFO)
+///     .timeout(Duration::from_secs(2))
+///     .reconnect(ReconnectPolicy::default())
+///     .connect("myapp.calc")
+///     .await?;
+/// let limited = tower::ServiceBuilder::new()
+///     .concurrency_limit(16)
+///     .service(client);
+/// # let _ = limited;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Client {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    info: &'static ServiceInfo,
+    timeout: Option<Duration>,
+    max_frame_len: usize,
+    conn: Mutex<Arc<Connection>>,
+    redial: Option<Redial>,
+    reconnecting: tokio::sync::Mutex<()>,
+}
+
+struct Redial {
+    name: Name,
+    options: ConnectOptions,
+    policy: ReconnectPolicy,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("service", &self.shared.info.name())
+            .field("timeout", &self.shared.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`Client`]: default timeout, frame limit, reconnect policy.
+///
+/// See [`Client`] for an example.
+#[derive(Debug, Clone)]
+pub struct ClientBuilder {
+    info: &'static ServiceInfo,
+    timeout: Option<Duration>,
+    max_frame_len: usize,
+    reconnect: Option<ReconnectPolicy>,
+    connect: ConnectOptions,
+}
+
+impl ClientBuilder {
+    /// A default timeout for every call (overridable per call); none by default.
+    ///
+    /// See [`Client`] for an example.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// The largest frame sent or accepted (default 16 MiB). A call whose request is larger
+    /// fails with [`Error::FrameTooLarge`] before anything is sent.
+    ///
+    /// See [`Client`] for an example.
+    pub fn max_frame_len(mut self, max: usize) -> Self {
+        self.max_frame_len = max;
+        self
+    }
+
+    /// Reconnect when a call finds the connection lost (none by default: calls then fail
+    /// with [`Error::ConnectionLost`]). Calls in flight when the connection dies still fail.
+    ///
+    /// See [`Client`] for an example.
+    pub fn reconnect(mut self, policy: ReconnectPolicy) -> Self {
+        self.reconnect = Some(policy);
+        self
+    }
+
+    /// Options for opening the local socket (e.g. the Windows pipe-busy timeout).
+    ///
+    /// See [`Client`] for an example.
+    pub fn connect_options(mut self, options: ConnectOptions) -> Self {
+        self.connect = options;
+        self
+    }
+
+    /// Connects to `name` and performs the handshake.
+    ///
+    /// See [`Client`] for an example.
+    pub async fn connect(self, name: impl IntoName) -> Result<Client, Error> {
+        let name = name.into_name().map_err(crate::ipc::Error::from)?;
+        let conn = dial(&name, &self.connect, self.info, self.max_frame_len).await?;
+        let options = self.connect.clone();
+        let redial = self.reconnect.clone().map(|policy| Redial {
+            name,
+            options,
+            policy,
+        });
+        Ok(self.finish(conn, redial))
+    }
+
+    /// Runs the protocol over any byte-stream halves (a socketpair, a child's stdio, TCP).
+    /// There is no name to reconnect to, so a reconnect policy is ignored.
+    ///
+    /// ```no_run
+    /// # #[localrpc::service]
+    /// # pub trait Calculator { async fn add(&self, a: i64, b: i64) -> i64; }
+    /// # async fn demo(child: &mut tokio::process::Child) -> Result<(), localrpc::Error> {
+    /// use localrpc::{Client, NamedService};
+    /// let (stdout, stdin) = (child.stdout.take().unwrap(), child.stdin.take().unwrap());
+    /// let client = Client::builder(CalculatorClient::<Client>::INFO).connect_io(stdout, stdin).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn connect_io<R, W>(self, reader: R, writer: W) -> Result<Client, Error>
+    where
+        R: AsyncRead + Unpin + Send + 'static,
+        W: AsyncWrite + Unpin + Send + 'static,
+    {
+        let conn = Connection::open(reader, writer, self.info, self.max_frame_len).await?;
+        Ok(self.finish(conn, None))
+    }
+
+    fn finish(self, conn: Arc<Connection>, redial: Option<Redial>) -> Client {
+        Client {
+            shared: Arc::new(Shared {
+                info: self.info,
+                timeout: self.timeout,
+                max_frame_len: self.max_frame_len,
+                conn: Mutex::new(conn),
+                redial,
+                reconnecting: tokio::sync::Mutex::new(()),
+            }),
+        }
+    }
+}
+
+async fn dial(
+    name: &Name,
+    options: &ConnectOptions,
+    info: &'static ServiceInfo,
+    max_frame_len: usize,
+) -> Result<Arc<Connection>, Error> {
+    let stream = options.connect(name).await?;
+    let (reader, writer) = stream.into_split();
+    Connection::open(reader, writer, info, max_frame_len).await
+}
+
+impl Client {
+    /// Connects with default options.
+    ///
+    /// See [`Client`] for an example; generated clients call this from `XClient::connect`.
+    pub async fn connect(name: impl IntoName, info: &'static ServiceInfo) -> Result<Client, Error> {
+        Client::builder(info).connect(name).await
+    }
+
+    /// A builder for a client of `info` (a generated client's `INFO`).
+    ///
+    /// See [`Client`] for an example.
+    pub fn builder(info: &'static ServiceInfo) -> ClientBuilder {
+        ClientBuilder {
+            info,
+            timeout: None,
+            max_frame_len: DEFAULT_MAX_FRAME_LEN,
+            reconnect: None,
+            connect: ConnectOptions::new(),
+        }
+    }
+
+    /// The service this client calls.
+    ///
+    /// See [`Client`] for an example.
+    pub fn service(&self) -> &'static ServiceInfo {
+        self.shared.info
+    }
+
+    /// The connection to use now: the current one, or a new one if it was lost and a
+    /// reconnect policy is set.
+    async fn connection(&self) -> Result<Arc<Connection>, Error> {
+        let current = self.shared.conn.lock().unwrap().clone();
+        if current.is_usable() {
+            return Ok(current);
+        }
+        let Some(redial) = &self.shared.redial else {
+            return Err(current.unusable_error());
+        };
+        let _one_at_a_time = self.shared.reconnecting.lock().await;
+        let current = self.shared.conn.lock().unwrap().clone();
+        if current.is_usable() {
+            return Ok(current); // someone else reconnected meanwhile
+        }
+        let mut delay = redial.policy.initial_backoff;
+        let mut attempt = 1;
+        loop {
+            match dial(
+                &redial.name,
+                &redial.options,
+                self.shared.info,
+                self.shared.max_frame_len,
+            )
+            .await
+            {
+                Ok(conn) => {
+                    tracing::debug!(attempt, "reconnected");
+                    *self.shared.conn.lock().unwrap() = conn.clone();
+                    return Ok(conn);
+                }
+                Err(e) if attempt >= redial.policy.max_attempts => return Err(e),
+                Err(e) => {
+                    tracing::debug!(attempt, error = %e, "reconnect failed; backing off");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(redial.policy.max_backoff);
+                    attempt += 1;
+                }
+            }
+        }
+    }
+
+    /// Performs one call. This is what the `tower::Service` implementation runs.
+    ///
+    /// See [`CallRequest`] for building a request by hand.
+    pub async fn request(&self, req: CallRequest) -> Result<CallResponse, Error> {
+        let conn = self.connection().await?;
+        let now = Instant::now();
+        let inherited = CallContext::with_current(|c| (c.deadline, c.trace_id));
+        let mut deadline = req.timeout.or(self.shared.timeout).map(|t| now + t);
+        if let Some((Some(outer), _)) = inherited {
+            deadline = Some(deadline.map_or(outer, |d| d.min(outer)));
+        }
+        let trace_id = inherited
+            .map(|(_, t)| t)
+            .filter(|&t| t != 0)
+            .unwrap_or_else(new_trace_id);
+        let timeout_micros = match deadline {
+            Some(d) if d <= now => return Err(Error::DeadlineExceeded),
+            Some(d) => Some(u64::try_from((d - now).as_micros()).unwrap_or(u64::MAX)),
+            None => None,
+        };
+        let id = conn.next_call_id();
+        let frame = wire::encode_envelope(envelope::Kind::Request(wire::Request {
+            call_id: id,
+            method: req.method,
+            timeout_micros,
+            trace: Some(wire::trace_context(trace_id)),
+            payload: req.payload,
+            metadata: req.metadata.into_entries().into_iter().collect(),
+        }));
+        if frame.len() > conn.max_frame_len() {
+            return Err(Error::FrameTooLarge {
+                len: frame.len() as u64,
+                max: conn.max_frame_len(),
+            });
+        }
+        let span = tracing::debug_span!(
+            "rpc.call",
+            service = self.shared.info.name(),
+            method = req.service.method_name(req.method).unwrap_or("?"),
+            call_id = id,
+            trace_id = %format_args!("{trace_id:032x}"),
+        );
+        async move {
+            let rx = conn.start(id, frame)?;
+            let mut guard = CancelOnDrop {
+                conn: &conn,
+                id,
+                armed: true,
+            };
+            let outcome = match deadline {
+                Some(d) => match tokio::time::timeout_at(d.into(), rx).await {
+                    Ok(outcome) => outcome,
+                    Err(_) => {
+                        tracing::debug!("deadline exceeded; cancelling on the server");
+                        return Err(Error::DeadlineExceeded); // the guard sends the cancel
+                    }
+                },
+                None => rx.await,
+            };
+            guard.armed = false;
+            match outcome {
+                Ok(reply) => reply,
+                Err(_) => Err(conn.unusable_error()),
+            }
+        }
+        .instrument(span)
+        .await
+    }
+}
+
+/// Sends a cancel for a call whose caller stopped waiting.
+struct CancelOnDrop<'a> {
+    conn: &'a Connection,
+    id: u64,
+    armed: bool,
+}
+
+impl Drop for CancelOnDrop<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.conn.cancel(self.id);
+        }
+    }
+}
+
+impl tower::Service<CallRequest> for Client {
+    type Response = CallResponse;
+    type Error = Error;
+    type Future = Pin<Box<dyn Future<Output = Result<CallResponse, Error>> + Send + 'static>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: CallRequest) -> Self::Future {
+        let client = self.clone();
+        Box::pin(async move { client.request(req).await })
+    }
+}
+
+/// A new random trace id (not cryptographic; unique enough to correlate logs).
+fn new_trace_id() -> u128 {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let state = std::collections::hash_map::RandomState::new();
+    let half = |salt: u64| {
+        let mut h = state.build_hasher();
+        h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed) ^ salt);
+        h.write_u32(std::process::id());
+        h.finish()
+    };
+    (u128::from(half(0x9e37_79b9)) << 64) | u128::from(half(0x7f4a_7c15))
+}

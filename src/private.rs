@@ -1,0 +1,228 @@
+//! What `#[localrpc::service]` expands to calls. Not public API: no stability promise.
+#![allow(missing_docs, unreachable_pub, missing_debug_implementations)]
+
+use std::convert::Infallible;
+use std::future::poll_fn;
+
+use bytes::BytesMut;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::codec::postcard::{decode, encode as encode_into};
+use crate::wire::Code;
+
+pub use ::bytes::Bytes;
+pub use ::serde;
+pub use ::std::boxed::Box;
+pub use ::std::clone::Clone;
+pub use ::std::convert::{From, Into};
+pub use ::std::default::Default;
+pub use ::std::fmt::Debug;
+pub use ::std::future::Future;
+pub use ::std::marker::{Send, Sized, Sync};
+pub use ::std::option::Option::{self, None, Some};
+pub use ::std::pin::Pin;
+pub use ::std::result::Result::{self, Err, Ok};
+pub use ::std::string::String;
+pub use ::std::sync::Arc;
+pub use ::std::task::{Context, Poll};
+pub use ::std::time::Duration;
+pub use ::std::{concat, stringify};
+pub use ::tower::Service;
+pub use std::convert::Infallible as Never;
+
+pub use crate::client::CallOptions;
+pub use crate::{
+    CallRequest, CallResponse, Client, Error, IntoName, NamedService, ServerRequest,
+    ServerResponse, ServiceInfo, method_table_hash,
+};
+
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// The future a generated server returns for one call.
+pub type ServeFuture = BoxFuture<Result<ServerResponse, Infallible>>;
+
+fn encode<T: Serialize>(value: &T) -> Result<Bytes, crate::codec::EncodeError> {
+    let mut buf = BytesMut::new();
+    encode_into(value, &mut buf)?;
+    Ok(buf.freeze())
+}
+
+/// Connects a generated client.
+pub async fn connect(name: impl IntoName, info: &'static ServiceInfo) -> Result<Client, Error> {
+    Client::connect(name, info).await
+}
+
+async fn call_raw<S, A>(
+    svc: &S,
+    opts: &CallOptions,
+    info: &'static ServiceInfo,
+    method: u32,
+    args: &A,
+) -> Result<CallResponse, Error>
+where
+    S: Service<CallRequest, Response = CallResponse, Error = Error> + Clone,
+    A: Serialize,
+{
+    let mut req = CallRequest::new(info, method, encode(args)?);
+    req.timeout = opts.timeout;
+    let mut svc = svc.clone();
+    poll_fn(|cx| svc.poll_ready(cx)).await?;
+    svc.call(req).await
+}
+
+/// Calls a method whose return type is not a `Result`.
+pub async fn call<S, A, T>(
+    svc: &S,
+    opts: &CallOptions,
+    info: &'static ServiceInfo,
+    method: u32,
+    args: &A,
+) -> Result<T, Error>
+where
+    S: Service<CallRequest, Response = CallResponse, Error = Error> + Clone,
+    A: Serialize,
+    T: DeserializeOwned,
+{
+    match call_raw(svc, opts, info, method, args).await? {
+        CallResponse::Ok(value) => Ok(decode(&value)?),
+        CallResponse::AppError(_) => Err(Error::Protocol(
+            "application error for a method that declares none".into(),
+        )),
+    }
+}
+
+/// Calls a method declared `-> Result<T, E>`.
+pub async fn call_fallible<S, A, T, E>(
+    svc: &S,
+    opts: &CallOptions,
+    info: &'static ServiceInfo,
+    method: u32,
+    args: &A,
+) -> Result<Result<T, E>, Error>
+where
+    S: Service<CallRequest, Response = CallResponse, Error = Error> + Clone,
+    A: Serialize,
+    T: DeserializeOwned,
+    E: DeserializeOwned,
+{
+    match call_raw(svc, opts, info, method, args).await? {
+        CallResponse::Ok(value) => Ok(Ok(decode(&value)?)),
+        CallResponse::AppError(err) => Ok(Err(decode(&err)?)),
+    }
+}
+
+fn bad_request(e: crate::codec::DecodeError) -> ServeFuture {
+    let resp = ServerResponse::status(Code::BadRequest, e.to_string());
+    Box::pin(std::future::ready(Ok(resp)))
+}
+
+fn encode_reply<T: Serialize>(value: &T, wrap: fn(Bytes) -> ServerResponse) -> ServerResponse {
+    match encode(value) {
+        Ok(bytes) => wrap(bytes),
+        Err(e) => ServerResponse::status(Code::Internal, format!("cannot encode the reply: {e}")),
+    }
+}
+
+/// Serves a method whose return type is not a `Result`.
+pub fn handle<A, T, F, Fut>(req: ServerRequest, f: F) -> ServeFuture
+where
+    A: DeserializeOwned,
+    T: Serialize,
+    F: FnOnce(A) -> Fut,
+    Fut: Future<Output = T> + Send + 'static,
+{
+    let args: A = match decode(req.payload()) {
+        Ok(args) => args,
+        Err(e) => return bad_request(e),
+    };
+    let fut = f(args);
+    Box::pin(async move { Ok(encode_reply(&fut.await, ServerResponse::ok)) })
+}
+
+/// Serves a method declared `-> Result<T, E>`.
+pub fn handle_fallible<A, T, E, F, Fut>(req: ServerRequest, f: F) -> ServeFuture
+where
+    A: DeserializeOwned,
+    T: Serialize,
+    E: Serialize,
+    F: FnOnce(A) -> Fut,
+    Fut: Future<Output = Result<T, E>> + Send + 'static,
+{
+    let args: A = match decode(req.payload()) {
+        Ok(args) => args,
+        Err(e) => return bad_request(e),
+    };
+    let fut = f(args);
+    Box::pin(async move {
+        Ok(match fut.await {
+            Ok(value) => encode_reply(&value, ServerResponse::ok),
+            Err(err) => encode_reply(&err, ServerResponse::app_error),
+        })
+    })
+}
+
+/// Answers a method index outside the table.
+pub fn unknown_method(req: ServerRequest) -> ServeFuture {
+    let resp = ServerResponse::status(
+        Code::UnknownMethod,
+        format!(
+            "{} has no method #{}",
+            req.service().name(),
+            req.method_index()
+        ),
+    );
+    Box::pin(std::future::ready(Ok(resp)))
+}
+
+/// Runs calls in-process through a server, without a transport: for unit tests of generated
+/// code. The call context has no peer and no deadline.
+#[derive(Clone, Debug)]
+pub struct Loopback<S>(pub S);
+
+impl<S> Service<CallRequest> for Loopback<S>
+where
+    S: Service<ServerRequest, Response = ServerResponse> + Clone + Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S::Future: Send + 'static,
+{
+    type Response = CallResponse;
+    type Error = Error;
+    type Future = BoxFuture<Result<CallResponse, Error>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: CallRequest) -> Self::Future {
+        let mut svc = self.0.clone();
+        Box::pin(async move {
+            let req = ServerRequest {
+                service: req.service,
+                method: req.method,
+                payload: req.payload,
+                context: crate::CallContext {
+                    call_id: 0,
+                    method: req.service.method_name(req.method).unwrap_or("?"),
+                    peer: None,
+                    deadline: None,
+                    trace_id: 0,
+                    metadata: req.metadata,
+                },
+            };
+            poll_fn(|cx| svc.poll_ready(cx))
+                .await
+                .map_err(|e| Error::Server {
+                    message: e.into().to_string(),
+                })?;
+            let resp = svc.call(req).await.map_err(|e| Error::Server {
+                message: e.into().to_string(),
+            })?;
+            match resp.reply {
+                crate::server::Reply::Ok(value) => Ok(CallResponse::Ok(value)),
+                crate::server::Reply::AppError(err) => Ok(CallResponse::AppError(err)),
+                crate::server::Reply::Error(status) => Err(crate::wire::status_error(status)),
+            }
+        })
+    }
+}

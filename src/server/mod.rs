@@ -1,0 +1,236 @@
+//! The server: accept loop, a task per connection, calls dispatched concurrently under a
+//! per-connection limit, a tower stack around every call, graceful shutdown.
+mod catch;
+mod connection;
+mod request;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tower::layer::util::{Identity, Stack};
+
+pub(crate) use request::Reply;
+pub use request::{ServerRequest, ServerResponse};
+
+use crate::ipc::{ListenerOptions, LocalListener};
+use crate::transport::DEFAULT_MAX_FRAME_LEN;
+use crate::{Endpoint, Error, IntoName, NamedService};
+
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Entry point for serving: [`Server::builder`].
+///
+/// ```no_run
+/// # #[localrpc::service]
+/// # pub trait Calculator { async fn add(&self, a: i64, b: i64) -> i64; }
+/// # struct MyCalc;
+/// # impl Calculator for MyCalc { async fn add(&self, a: i64, b: i64) -> i64 { a + b } }
+/// use std::time::Duration;
+///
+/// # async fn demo() -> Result<(), localrpc::Error> {
+/// localrpc::Server::builder()
+///     .layer(tower::limit::ConcurrencyLimitLayer::new(64))
+///     .grace_period(Duration::from_secs(5))
+///     .bind("myapp.calc")?
+///     .serve_with_shutdown(CalculatorServer::new(MyCalc), async {
+///         let _ = tokio::signal::ctrl_c().await;
+///     })
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct Server;
+
+impl Server {
+    /// A builder with no layers and default limits.
+    ///
+    /// See [`Server`] for an example.
+    pub fn builder() -> ServerBuilder<Identity> {
+        ServerBuilder {
+            layer: Identity::new(),
+            config: Config::default(),
+            listener: ListenerOptions::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub(crate) max_concurrent_calls: usize,
+    pub(crate) max_frame_len: usize,
+    pub(crate) grace_period: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            max_concurrent_calls: 1024,
+            max_frame_len: DEFAULT_MAX_FRAME_LEN,
+            grace_period: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Configures a server: tower layers, limits, the listener. See [`Server`].
+#[derive(Debug, Clone)]
+pub struct ServerBuilder<L> {
+    layer: L,
+    config: Config,
+    listener: ListenerOptions,
+}
+
+impl<L> ServerBuilder<L> {
+    /// Wraps every call in `layer` (any [`tower::Layer`]). The first layer added is the
+    /// outermost, as with `tower::ServiceBuilder`.
+    ///
+    /// See [`Server`] for an example.
+    pub fn layer<N>(self, layer: N) -> ServerBuilder<Stack<N, L>> {
+        ServerBuilder {
+            layer: Stack::new(layer, self.layer),
+            config: self.config,
+            listener: self.listener,
+        }
+    }
+
+    /// How many calls one connection may have running at once (default 1024). At the limit
+    /// the server stops reading that connection until a call finishes.
+    ///
+    /// See [`Server`] for an example.
+    pub fn max_concurrent_calls(mut self, n: usize) -> Self {
+        self.config.max_concurrent_calls = n.max(1);
+        self
+    }
+
+    /// The largest frame accepted or sent (default 16 MiB).
+    ///
+    /// See [`Server`] for an example.
+    pub fn max_frame_len(mut self, max: usize) -> Self {
+        self.config.max_frame_len = max;
+        self
+    }
+
+    /// How long a graceful shutdown waits for calls in flight before dropping them
+    /// (default 10 s).
+    ///
+    /// See [`Server`] for an example.
+    pub fn grace_period(mut self, grace: Duration) -> Self {
+        self.config.grace_period = grace;
+        self
+    }
+
+    /// Options for the listening socket (file mode, Windows security descriptor, ...).
+    ///
+    /// See [`Server`] for an example.
+    pub fn listener_options(mut self, options: ListenerOptions) -> Self {
+        self.listener = options;
+        self
+    }
+
+    /// Binds the endpoint. Must be called inside a Tokio runtime.
+    ///
+    /// See [`Server`] for an example.
+    pub fn bind(self, name: impl IntoName) -> Result<BoundServer<L>, Error> {
+        let listener = self.listener.bind(name)?;
+        tracing::info!(endpoint = %listener.endpoint(), "listening");
+        Ok(BoundServer {
+            listener,
+            layer: self.layer,
+            config: Arc::new(self.config),
+        })
+    }
+}
+
+/// A bound server, ready to serve one service. See [`Server`].
+#[derive(Debug)]
+pub struct BoundServer<L> {
+    listener: LocalListener,
+    layer: L,
+    config: Arc<Config>,
+}
+
+impl<L> BoundServer<L> {
+    /// The real endpoint the server listens on.
+    ///
+    /// See [`Server`] for an example.
+    pub fn endpoint(&self) -> &Endpoint {
+        self.listener.endpoint()
+    }
+
+    /// Serves `service` until the process ends.
+    ///
+    /// See [`Server`] for an example.
+    pub async fn serve<S>(self, service: S) -> Result<(), Error>
+    where
+        S: NamedService,
+        L: tower::Layer<S>,
+        L::Service:
+            tower::Service<ServerRequest, Response = ServerResponse> + Clone + Send + 'static,
+        <L::Service as tower::Service<ServerRequest>>::Error: Into<BoxError>,
+        <L::Service as tower::Service<ServerRequest>>::Future: Send + 'static,
+    {
+        self.serve_with_shutdown(service, std::future::pending())
+            .await
+    }
+
+    /// Serves `service` until `signal` completes, then shuts down gracefully: stops
+    /// accepting, tells every client (new calls fail with
+    /// [`Error::ShuttingDown`](crate::Error::ShuttingDown)), lets calls in flight finish
+    /// within the grace period, then closes the connections.
+    ///
+    /// See [`Server`] for an example.
+    pub async fn serve_with_shutdown<S, F>(self, service: S, signal: F) -> Result<(), Error>
+    where
+        S: NamedService,
+        L: tower::Layer<S>,
+        L::Service:
+            tower::Service<ServerRequest, Response = ServerResponse> + Clone + Send + 'static,
+        <L::Service as tower::Service<ServerRequest>>::Error: Into<BoxError>,
+        <L::Service as tower::Service<ServerRequest>>::Future: Send + 'static,
+        F: Future<Output = ()>,
+    {
+        let info = S::INFO;
+        let svc = self.layer.layer(service);
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let mut connections = JoinSet::new();
+        let mut signal = std::pin::pin!(signal);
+        loop {
+            tokio::select! {
+                accepted = self.listener.accept() => match accepted {
+                    Ok(stream) => {
+                        connections.spawn(connection::serve_connection(
+                            stream,
+                            svc.clone(),
+                            info,
+                            self.config.clone(),
+                            stop_rx.clone(),
+                        ));
+                    }
+                    Err(e) => {
+                        // Out of file descriptors and the like: keep serving the others.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                },
+                () = &mut signal => break,
+                Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            }
+        }
+        tracing::info!(connections = connections.len(), "shutting down");
+        drop(self.listener);
+        let _ = stop_tx.send(true);
+        let drained = tokio::time::timeout(self.config.grace_period, async {
+            while connections.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                connections = connections.len(),
+                "grace period over; dropping calls still in flight"
+            );
+            connections.shutdown().await;
+        }
+        Ok(())
+    }
+}

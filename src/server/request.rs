@@ -1,0 +1,143 @@
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use crate::ipc::PeerCredentials;
+use crate::{CallContext, Metadata, ServiceInfo};
+
+/// One call as the server's tower stack sees it: method, encoded arguments, and the call's
+/// [`CallContext`] (peer identity, deadline, trace id, metadata).
+///
+/// An authorization layer is a few lines over it; see `examples/auth_layer.rs`.
+///
+/// ```
+/// fn only_root(req: &localrpc::ServerRequest) -> bool {
+///     req.peer().and_then(|p| p.uid()) == Some(0)
+/// }
+/// ```
+#[derive(Debug)]
+pub struct ServerRequest {
+    pub(crate) service: &'static ServiceInfo,
+    pub(crate) method: u32,
+    pub(crate) payload: Bytes,
+    pub(crate) context: CallContext,
+}
+
+impl ServerRequest {
+    /// The method's index in the service's method table.
+    ///
+    /// See the [type docs](ServerRequest) for an example.
+    pub fn method_index(&self) -> u32 {
+        self.method
+    }
+
+    /// The method's name.
+    ///
+    /// See the [type docs](ServerRequest) for an example.
+    pub fn method_name(&self) -> &'static str {
+        self.context.method
+    }
+
+    /// The service served.
+    ///
+    /// See the [type docs](ServerRequest) for an example.
+    pub fn service(&self) -> &'static ServiceInfo {
+        self.service
+    }
+
+    /// The encoded arguments.
+    ///
+    /// See the [type docs](ServerRequest) for an example.
+    pub fn payload(&self) -> &Bytes {
+        &self.payload
+    }
+
+    /// The caller's credentials (`None` where the transport has none).
+    ///
+    /// See the [type docs](ServerRequest) for an example.
+    pub fn peer(&self) -> Option<&PeerCredentials> {
+        self.context.peer.as_ref()
+    }
+
+    /// When the caller stops waiting.
+    ///
+    /// See the [type docs](ServerRequest) for an example.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.context.deadline
+    }
+
+    /// The call's metadata.
+    ///
+    /// See the [type docs](ServerRequest) for an example.
+    pub fn metadata(&self) -> &Metadata {
+        &self.context.metadata
+    }
+
+    /// The whole call context.
+    ///
+    /// See the [type docs](ServerRequest) for an example.
+    pub fn context(&self) -> &CallContext {
+        &self.context
+    }
+}
+
+/// The outcome of a call on the server, as the server's tower stack returns it.
+///
+/// Layers can answer a call themselves, e.g. refuse it:
+///
+/// ```
+/// let resp = localrpc::ServerResponse::refused("uid 1001 may not call this");
+/// assert!(!resp.is_ok());
+/// ```
+#[derive(Debug, Clone)]
+pub struct ServerResponse {
+    pub(crate) reply: Reply,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum Reply {
+    Ok(Bytes),
+    AppError(Bytes),
+    Error(crate::wire::Status),
+}
+
+impl ServerResponse {
+    /// A successful return with an encoded value.
+    ///
+    /// See the [type docs](ServerResponse) for an example.
+    pub fn ok(payload: Bytes) -> Self {
+        ServerResponse {
+            reply: Reply::Ok(payload),
+        }
+    }
+
+    /// An application error (the `E` of `Result<T, E>`), encoded.
+    ///
+    /// See the [type docs](ServerResponse) for an example.
+    pub fn app_error(payload: Bytes) -> Self {
+        ServerResponse {
+            reply: Reply::AppError(payload),
+        }
+    }
+
+    /// The call is refused by a layer; the client gets
+    /// [`Error::Refused`](crate::Error::Refused) with this message.
+    ///
+    /// See the [type docs](ServerResponse) for an example.
+    pub fn refused(message: impl Into<String>) -> Self {
+        Self::status(crate::wire::Code::Refused, message)
+    }
+
+    pub(crate) fn status(code: crate::wire::Code, message: impl Into<String>) -> Self {
+        ServerResponse {
+            reply: Reply::Error(crate::wire::Status::new(code, message)),
+        }
+    }
+
+    /// Whether the call returned a value (not an application error, not a refusal).
+    ///
+    /// See the [type docs](ServerResponse) for an example.
+    pub fn is_ok(&self) -> bool {
+        matches!(self.reply, Reply::Ok(_))
+    }
+}

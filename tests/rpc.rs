@@ -1,0 +1,514 @@
+//! The RPC contract across real processes: a generated client in this process, a generated
+//! server in a child process.
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use common::{ChildProc, TempDir, Watchdog, report, rt, unique};
+use localrpc::{CallContext, CallRequest, Client, Error, NamedService, RefuseReason};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct DivByZero;
+
+#[localrpc::service]
+trait Calculator {
+    async fn add(&self, a: i64, b: i64) -> i64;
+    async fn div(&self, a: i64, b: i64) -> Result<i64, DivByZero>;
+    async fn slow(&self, ms: u64) -> u64;
+    /// Sleeps, then creates `path`: a side effect that must not happen if the call is stopped.
+    async fn mark(&self, ms: u64, path: String) -> bool;
+    /// What the handler knows of its call: peer pid, trace id, time left in ms, a metadata value.
+    async fn whoami(&self) -> (Option<u32>, u128, Option<u64>, Option<String>);
+    /// Calls `whoami` on the calculator at `name` from inside this handler.
+    async fn relay(&self, name: String) -> Result<(u128, Option<u64>), String>;
+    async fn boom(&self) -> u64;
+    /// How many calls the server's tower layer has seen.
+    async fn layer_count(&self) -> u64;
+}
+
+/// The same service name with another method table: refused at connect time.
+#[allow(dead_code, reason = "only the client of this version is used")]
+mod v2 {
+    #[localrpc::service(name = "Calculator")]
+    pub(crate) trait Calculator {
+        async fn add(&self, a: i64, b: i64, c: i64) -> i64;
+    }
+}
+
+struct Calc {
+    seen_by_layer: Arc<AtomicU64>,
+}
+
+impl Calculator for Calc {
+    async fn add(&self, a: i64, b: i64) -> i64 {
+        a + b
+    }
+    async fn div(&self, a: i64, b: i64) -> Result<i64, DivByZero> {
+        if b == 0 { Err(DivByZero) } else { Ok(a / b) }
+    }
+    async fn slow(&self, ms: u64) -> u64 {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        ms
+    }
+    async fn mark(&self, ms: u64, path: String) -> bool {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        std::fs::write(path, b"ran").is_ok()
+    }
+    async fn whoami(&self) -> (Option<u32>, u128, Option<u64>, Option<String>) {
+        let ctx = CallContext::current().expect("handlers run inside a call context");
+        (
+            ctx.peer().and_then(|p| p.pid()),
+            ctx.trace_id(),
+            ctx.remaining().map(|d| d.as_millis() as u64),
+            ctx.metadata().get("tenant").map(str::to_owned),
+        )
+    }
+    async fn relay(&self, name: String) -> Result<(u128, Option<u64>), String> {
+        let other = CalculatorClient::connect(name)
+            .await
+            .map_err(|e| e.to_string())?;
+        let (_, trace, remaining, _) = other.whoami().await.map_err(|e| e.to_string())?;
+        Ok((trace, remaining))
+    }
+    async fn boom(&self) -> u64 {
+        panic!("boom on purpose")
+    }
+    async fn layer_count(&self) -> u64 {
+        self.seen_by_layer.load(Ordering::SeqCst)
+    }
+}
+
+/// A server-side tower layer that counts calls and refuses any call whose metadata says
+/// `tenant=blocked`.
+#[derive(Clone)]
+struct Gate {
+    seen: Arc<AtomicU64>,
+}
+
+impl<S> tower::Layer<S> for Gate {
+    type Service = GateService<S>;
+    fn layer(&self, inner: S) -> GateService<S> {
+        GateService {
+            inner,
+            seen: self.seen.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+struct GateService<S> {
+    inner: S,
+    seen: Arc<AtomicU64>,
+}
+
+impl<S> tower::Service<localrpc::ServerRequest> for GateService<S>
+where
+    S: tower::Service<localrpc::ServerRequest, Response = localrpc::ServerResponse>,
+    S::Future: Send + 'static,
+{
+    type Response = localrpc::ServerResponse;
+    type Error = S::Error;
+    type Future = std::pin::Pin<Box<dyn Future<Output = Result<Self::Response, S::Error>> + Send>>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: localrpc::ServerRequest) -> Self::Future {
+        self.seen.fetch_add(1, Ordering::SeqCst);
+        if req.metadata().get("tenant") == Some("blocked") {
+            let method = req.method_name();
+            return Box::pin(async move {
+                Ok(localrpc::ServerResponse::refused(format!(
+                    "tenant blocked from {method}"
+                )))
+            });
+        }
+        Box::pin(self.inner.call(req))
+    }
+}
+
+#[test]
+fn child_entry() {
+    let Some((role, args)) = common::child_role() else {
+        return;
+    };
+    match role.as_str() {
+        "calc-server" => rt().block_on(async {
+            let seen = Arc::new(AtomicU64::new(0));
+            let server = localrpc::Server::builder()
+                .layer(Gate { seen: seen.clone() })
+                .layer(tower::limit::ConcurrencyLimitLayer::new(64))
+                .grace_period(Duration::from_secs(5))
+                .bind(args[0].as_str())
+                .unwrap();
+            report(format!("BOUND {}", server.endpoint()));
+            // Closing our stdin asks for a graceful shutdown.
+            let stop = async {
+                use tokio::io::AsyncReadExt;
+                let _ = tokio::io::stdin().read(&mut [0u8; 1]).await;
+            };
+            server
+                .serve_with_shutdown(
+                    CalculatorServer::new(Calc {
+                        seen_by_layer: seen,
+                    }),
+                    stop,
+                )
+                .await
+                .unwrap();
+            report("STOPPED");
+        }),
+        "calc-client-mark" => rt().block_on(async {
+            let calc = CalculatorClient::connect(args[0].as_str()).await.unwrap();
+            report("CONNECTED");
+            let _ = calc.mark(args[1].parse().unwrap(), args[2].clone()).await;
+            report("MARK-RETURNED");
+        }),
+        other => panic!("unknown role {other}"),
+    }
+}
+
+fn start_server(name: &str) -> ChildProc {
+    let server = ChildProc::spawn_with("calc-server", &[name], |cmd| {
+        cmd.stdin(std::process::Stdio::piped());
+    });
+    server.expect("BOUND");
+    server
+}
+
+fn marker(dir: &TempDir, tag: &str) -> PathBuf {
+    dir.0.join(tag)
+}
+
+fn exists(path: &Path) -> bool {
+    path.exists()
+}
+
+#[test]
+fn the_contract() {
+    let _wd = Watchdog::arm("the_contract");
+    let name = unique("calc");
+    let _server = start_server(&name);
+    rt().block_on(async {
+        let calc = CalculatorClient::connect(name.as_str()).await.unwrap();
+        let sum: i64 = calc.add(1, 2).await.unwrap();
+        assert_eq!(sum, 3);
+        let q: Result<i64, DivByZero> = calc.div(7, 2).await.unwrap();
+        assert_eq!(q, Ok(3));
+        assert_eq!(calc.div(1, 0).await.unwrap(), Err(DivByZero));
+        // Clones share the connection.
+        let other = calc.clone();
+        assert_eq!(other.slow(1).await.unwrap(), 1);
+    });
+}
+
+#[test]
+fn slow_calls_do_not_delay_fast_ones() {
+    let _wd = Watchdog::arm("slow_calls_do_not_delay_fast_ones");
+    let name = unique("mix");
+    let _server = start_server(&name);
+    rt().block_on(async {
+        let calc = CalculatorClient::connect(name.as_str()).await.unwrap();
+        let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut tasks = Vec::new();
+        for i in 0..64u64 {
+            let (calc, order) = (calc.clone(), order.clone());
+            tasks.push(tokio::spawn(async move {
+                if i % 2 == 0 {
+                    assert_eq!(calc.slow(400).await.unwrap(), 400);
+                    order.lock().unwrap().push("slow");
+                } else {
+                    assert_eq!(calc.add(i as i64, 1).await.unwrap(), i as i64 + 1);
+                    order.lock().unwrap().push("fast");
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let order = order.lock().unwrap();
+        assert_eq!(order.len(), 64);
+        assert!(
+            order[..32].iter().all(|&k| k == "fast"),
+            "all 32 fast calls finish before any slow one: {order:?}"
+        );
+    });
+}
+
+#[test]
+fn deadline_exceeded_stops_the_handler() {
+    let _wd = Watchdog::arm("deadline_exceeded_stops_the_handler");
+    let name = unique("deadline");
+    let dir = TempDir::new("deadline");
+    let _server = start_server(&name);
+    rt().block_on(async {
+        let calc = CalculatorClient::connect(name.as_str()).await.unwrap();
+        let stopped = marker(&dir, "stopped");
+        let err = calc
+            .clone()
+            .with_timeout(Duration::from_millis(100))
+            .mark(600, stopped.display().to_string())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::DeadlineExceeded), "{err}");
+        // Positive control: the same call with time to spare leaves its mark.
+        let done = marker(&dir, "done");
+        assert!(calc.mark(600, done.display().to_string()).await.unwrap());
+        assert!(exists(&done));
+        // By now the stopped call's handler would have written its file long ago.
+        assert!(
+            !exists(&stopped),
+            "the handler past its deadline was dropped on the server"
+        );
+        // The connection is still good.
+        assert_eq!(calc.add(2, 2).await.unwrap(), 4);
+    });
+}
+
+#[test]
+fn dropping_a_call_cancels_it_on_the_server() {
+    let _wd = Watchdog::arm("dropping_a_call_cancels_it_on_the_server");
+    let name = unique("cancel");
+    let dir = TempDir::new("cancel");
+    let _server = start_server(&name);
+    rt().block_on(async {
+        let calc = CalculatorClient::connect(name.as_str()).await.unwrap();
+        let dropped = marker(&dir, "dropped");
+        let call = {
+            let (calc, path) = (calc.clone(), dropped.display().to_string());
+            tokio::spawn(async move { calc.mark(600, path).await })
+        };
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        call.abort(); // drops the call future
+        let done = marker(&dir, "done");
+        assert!(calc.mark(800, done.display().to_string()).await.unwrap());
+        assert!(
+            !exists(&dropped),
+            "the cancelled handler was dropped on the server"
+        );
+    });
+}
+
+#[test]
+fn server_killed_mid_call_fails_in_flight_calls() {
+    let _wd = Watchdog::arm("server_killed_mid_call_fails_in_flight_calls");
+    let name = unique("kill");
+    let mut server = start_server(&name);
+    rt().block_on(async {
+        let calc = CalculatorClient::connect(name.as_str()).await.unwrap();
+        let calls: Vec<_> = (0..8)
+            .map(|_| {
+                let calc = calc.clone();
+                tokio::spawn(async move { calc.slow(60_000).await })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        server.kill();
+        for call in calls {
+            let outcome = tokio::time::timeout(Duration::from_secs(10), call)
+                .await
+                .expect("in-flight calls fail promptly, not after their own minute")
+                .unwrap();
+            assert!(
+                matches!(outcome, Err(Error::ConnectionLost { .. })),
+                "{outcome:?}"
+            );
+        }
+        // Later calls fail fast too.
+        let later = calc.add(1, 1).await;
+        assert!(
+            matches!(later, Err(Error::ConnectionLost { .. })),
+            "{later:?}"
+        );
+    });
+}
+
+#[test]
+fn client_killed_mid_call_drops_the_handler() {
+    let _wd = Watchdog::arm("client_killed_mid_call_drops_the_handler");
+    let name = unique("ckill");
+    let dir = TempDir::new("ckill");
+    let _server = start_server(&name);
+    let orphan = marker(&dir, "orphan");
+    let mut client = ChildProc::spawn(
+        "calc-client-mark",
+        &[&name, "1000", &orphan.display().to_string()],
+    );
+    client.expect("CONNECTED");
+    std::thread::sleep(Duration::from_millis(200));
+    client.kill();
+    rt().block_on(async {
+        // A call that outlives the orphan's sleep, as a clock.
+        let calc = CalculatorClient::connect(name.as_str()).await.unwrap();
+        let done = marker(&dir, "done");
+        assert!(calc.mark(1500, done.display().to_string()).await.unwrap());
+    });
+    assert!(!exists(&orphan), "the dead client's handler was dropped");
+}
+
+#[test]
+fn method_table_mismatch_is_refused_at_connect() {
+    let _wd = Watchdog::arm("method_table_mismatch_is_refused_at_connect");
+    let name = unique("v2");
+    let _server = start_server(&name);
+    rt().block_on(async {
+        match v2::CalculatorClient::connect(name.as_str()).await {
+            Err(Error::HandshakeRefused { reason, message }) => {
+                assert_eq!(reason, RefuseReason::MethodTable);
+                assert!(message.contains("method table"), "{message}");
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+        // The server goes on serving matching clients.
+        let calc = CalculatorClient::connect(name.as_str()).await.unwrap();
+        assert_eq!(calc.add(1, 1).await.unwrap(), 2);
+    });
+}
+
+#[test]
+fn bad_calls_get_typed_errors_and_the_connection_survives() {
+    let _wd = Watchdog::arm("bad_calls_get_typed_errors_and_the_connection_survives");
+    let name = unique("bad");
+    let _server = start_server(&name);
+    rt().block_on(async {
+        let client = Client::connect(name.as_str(), CalculatorClient::<Client>::INFO)
+            .await
+            .unwrap();
+        let info = CalculatorClient::<Client>::INFO;
+        let calc = CalculatorClient::new(client.clone());
+
+        let unknown = client
+            .request(CallRequest::new(info, 99, bytes::Bytes::new()))
+            .await;
+        assert!(
+            matches!(unknown, Err(Error::UnknownMethod { .. })),
+            "{unknown:?}"
+        );
+        assert_eq!(calc.add(1, 2).await.unwrap(), 3);
+
+        let garbage = client
+            .request(CallRequest::new(
+                info,
+                0,
+                bytes::Bytes::from_static(&[0xff, 0xff, 0xff]),
+            ))
+            .await;
+        assert!(
+            matches!(garbage, Err(Error::BadRequest { .. })),
+            "{garbage:?}"
+        );
+        assert_eq!(calc.add(3, 4).await.unwrap(), 7);
+
+        match calc.boom().await {
+            Err(Error::ServerPanicked { message }) => assert!(message.contains("boom on purpose")),
+            other => panic!("expected ServerPanicked, got {other:?}"),
+        }
+        assert_eq!(calc.add(5, 6).await.unwrap(), 11);
+    });
+}
+
+#[test]
+fn handlers_see_peer_deadline_trace_and_metadata() {
+    let _wd = Watchdog::arm("handlers_see_peer_deadline_trace_and_metadata");
+    let name = unique("ctx");
+    let _server = start_server(&name);
+    rt().block_on(async {
+        let calc = CalculatorClient::connect(name.as_str()).await.unwrap();
+        let (pid, trace, remaining, tenant) = calc
+            .clone()
+            .with_timeout(Duration::from_secs(30))
+            .whoami()
+            .await
+            .unwrap();
+        assert_eq!(pid, Some(std::process::id()));
+        assert_ne!(trace, 0);
+        let remaining = remaining.expect("the deadline travels with the call");
+        assert!(remaining > 1_000 && remaining <= 30_000, "{remaining}");
+        assert_eq!(tenant, None);
+
+        // A handler's own calls inherit the remaining deadline and the trace id.
+        let (inner_trace, inner_remaining) = calc
+            .clone()
+            .with_timeout(Duration::from_secs(20))
+            .relay(name.clone())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_ne!(inner_trace, 0);
+        let inner_remaining = inner_remaining.expect("inherited deadline");
+        assert!(inner_remaining <= 20_000, "{inner_remaining}");
+    });
+}
+
+#[test]
+fn tower_layers_run_on_both_sides() {
+    let _wd = Watchdog::arm("tower_layers_run_on_both_sides");
+    let name = unique("layers");
+    let _server = start_server(&name);
+    rt().block_on(async {
+        let client = Client::connect(name.as_str(), CalculatorClient::<Client>::INFO)
+            .await
+            .unwrap();
+        // A client-side layer that tags every call with metadata.
+        let tagged = tower::ServiceBuilder::new()
+            .map_request(|mut req: CallRequest| {
+                req.metadata_mut().insert("tenant", "blocked");
+                req
+            })
+            .service(client.clone());
+        let blocked = CalculatorClient::new(tagged);
+        match blocked.add(1, 2).await {
+            Err(Error::Refused { message }) => assert!(message.contains("add"), "{message}"),
+            other => panic!("the server layer refuses the tagged client: {other:?}"),
+        }
+        let plain = CalculatorClient::new(client);
+        let before = plain.layer_count().await.unwrap();
+        assert_eq!(plain.add(1, 2).await.unwrap(), 3);
+        let after = plain.layer_count().await.unwrap();
+        assert_eq!(
+            after,
+            before + 2,
+            "the server layer saw add and layer_count"
+        );
+    });
+}
+
+#[test]
+fn graceful_shutdown_drains_calls_in_flight() {
+    let _wd = Watchdog::arm("graceful_shutdown_drains_calls_in_flight");
+    let name = unique("drain");
+    let mut server = start_server(&name);
+    rt().block_on(async {
+        let calc = CalculatorClient::connect(name.as_str()).await.unwrap();
+        let in_flight = {
+            let calc = calc.clone();
+            tokio::spawn(async move { calc.slow(700).await })
+        };
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        drop(server.child.stdin.take()); // ask for a graceful shutdown
+        assert_eq!(
+            in_flight.await.unwrap().unwrap(),
+            700,
+            "the call in flight completes"
+        );
+        let later = calc.add(1, 1).await;
+        assert!(
+            matches!(
+                later,
+                Err(Error::ShuttingDown | Error::ConnectionLost { .. })
+            ),
+            "{later:?}"
+        );
+    });
+    assert_eq!(server.line(), "STOPPED");
+    let status = server.child.wait().unwrap();
+    assert!(status.success(), "{status}");
+}
