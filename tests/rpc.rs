@@ -147,6 +147,12 @@ fn child_entry() {
                 .layer(Gate { seen: seen.clone() })
                 .layer(tower::limit::ConcurrencyLimitLayer::new(64))
                 .grace_period(Duration::from_secs(5))
+                .on_connection_error(|error, peer| {
+                    if let Error::HandshakeRefused { reason, .. } = error {
+                        let pid = peer.and_then(|p| p.pid()).unwrap_or(0);
+                        report(format!("REFUSED {reason:?} {pid}"));
+                    }
+                })
                 .bind(args[0].as_str())
                 .unwrap();
             report(format!("BOUND {}", server.endpoint()));
@@ -358,7 +364,7 @@ fn client_killed_mid_call_drops_the_handler() {
 fn method_table_mismatch_is_refused_at_connect() {
     let _wd = Watchdog::arm("method_table_mismatch_is_refused_at_connect");
     let name = unique("v2");
-    let _server = start_server(&name);
+    let server = start_server(&name);
     rt().block_on(async {
         match v2::CalculatorClient::connect(name.as_str()).await {
             Err(Error::HandshakeRefused { reason, message }) => {
@@ -367,6 +373,8 @@ fn method_table_mismatch_is_refused_at_connect() {
             }
             other => panic!("expected a refusal, got {other:?}"),
         }
+        // The server saw the same typed refusal, from this process.
+        assert_eq!(server.line(), format!("REFUSED MethodTable {}", std::process::id()));
         // The server goes on serving matching clients.
         let calc = CalculatorClient::connect(name.as_str()).await.unwrap();
         assert_eq!(calc.add(1, 1).await.unwrap(), 2);
@@ -511,4 +519,31 @@ fn graceful_shutdown_drains_calls_in_flight() {
     assert_eq!(server.line(), "STOPPED");
     let status = server.child.wait().unwrap();
     assert!(status.success(), "{status}");
+}
+
+#[test]
+fn reconnect_policy_reaches_a_restarted_server() {
+    let _wd = Watchdog::arm("reconnect_policy_reaches_a_restarted_server");
+    let name = unique("redial");
+    let mut server = start_server(&name);
+    rt().block_on(async {
+        let client = Client::builder(CalculatorClient::<Client>::INFO)
+            .reconnect(
+                localrpc::ReconnectPolicy::default()
+                    .initial_backoff(Duration::from_millis(20))
+                    .max_attempts(20),
+            )
+            .connect(name.as_str())
+            .await
+            .unwrap();
+        let calc = CalculatorClient::new(client);
+        assert_eq!(calc.add(1, 1).await.unwrap(), 2);
+        server.kill();
+        // Give the client's reader time to see the connection end.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let _restarted = start_server(&name);
+        assert_eq!(calc.add(2, 2).await.unwrap(), 4, "the call reconnected");
+        // A fresh server: its layer has seen only the two calls since the restart.
+        assert_eq!(calc.layer_count().await.unwrap(), 2);
+    });
 }

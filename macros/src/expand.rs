@@ -8,7 +8,7 @@ use proc_macro2::{Span, TokenStream};
 use quote::{ToTokens, format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::visit::Visit;
-use syn::{Ident, TraitItem, Type, parse_quote_spanned};
+use syn::{FnArg, Ident, TraitItem, Type, parse_quote, parse_quote_spanned};
 
 use crate::errors::Errors;
 use crate::parse::{self, Method, Return, Service};
@@ -33,7 +33,6 @@ pub(crate) fn service(attr: TokenStream, item: TokenStream) -> TokenStream {
     out.extend([
         service_trait(&service),
         info(&service, &names),
-        serde_checks(&service),
         expand_client::client(&service, &names),
         expand_server::server(&service, &names),
     ]);
@@ -128,6 +127,17 @@ fn service_trait(service: &Service) -> TokenStream {
                         + ::localrpc::__private::Send
                 };
             }
+            if f.default.is_none() {
+                // Rejected patterns (already reported) become `_`, which a declaration
+                // allows, so that rustc does not report them a second time.
+                for arg in &mut f.sig.inputs {
+                    if let FnArg::Typed(arg) = arg {
+                        if !validate::is_plain(&arg.pat) {
+                            *arg.pat = parse_quote!(_);
+                        }
+                    }
+                }
+            }
             Some(TraitItem::Fn(f))
         })
         .collect();
@@ -153,11 +163,16 @@ fn info(service: &Service, names: &Names) -> TokenStream {
     }
 }
 
-/// One bound check per argument and result type, spanned at the type, so that a type that is
-/// not serde fails there first. (The generated client and server need the same bounds; their
-/// errors point at the attribute.)
-fn serde_checks(service: &Service) -> TokenStream {
-    let types: Vec<&Type> = service
+/// `Ty: Serialize + DeserializeOwned` for each distinct argument and result type, for the
+/// `where` clauses of the generated client and server impls.
+///
+/// A type that is not serde then fails at its own `where` predicate, spanned over the user's
+/// type: the error points at the type, and the two impls give the same diagnostic, which
+/// rustc shows once. Without the predicates, the generated bodies would fail instead, with
+/// errors pointing at the attribute.
+pub(crate) fn serde_bounds(service: &Service) -> Vec<TokenStream> {
+    let mut seen = HashSet::new();
+    service
         .served()
         .flat_map(|m| {
             let ret: Vec<&Type> = match (&m.ret, &m.declared_ret) {
@@ -167,28 +182,37 @@ fn serde_checks(service: &Service) -> TokenStream {
             };
             m.args.iter().map(|a| &a.ty).chain(ret)
         })
-        .collect();
-    if types.is_empty() {
-        return TokenStream::new();
-    }
-    let checks = types.iter().enumerate().map(|(i, ty)| {
-        let check = format_ident!("__check_{}", i);
-        quote_spanned! {ty.span()=>
-            fn #check() {
-                __assert_serde::<#ty>();
-            }
-        }
-    });
-    quote! {
-        const _: () = {
-            fn __assert_serde<T>()
-            where
-                T: ::localrpc::__private::serde::Serialize
-                    + ::localrpc::__private::serde::de::DeserializeOwned,
-            {
-            }
-            #(#checks)*
-        };
+        .filter(|ty| !is_primitive(ty) && seen.insert(hash::compact(ty)))
+        .map(|ty| {
+            // The bound's tokens take the span of the type's last token, so that the
+            // predicate's span covers exactly the type.
+            let end = ty
+                .to_token_stream()
+                .into_iter()
+                .last()
+                .map_or_else(Span::call_site, |t| t.span());
+            let bound = quote_spanned! {end=>
+                : ::localrpc::__private::serde::Serialize
+                    + ::localrpc::__private::serde::de::DeserializeOwned
+            };
+            quote!(#ty #bound)
+        })
+        .collect()
+}
+
+/// `bool`, `char` and the numbers, which need no check (and would clutter the docs).
+fn is_primitive(ty: &Type) -> bool {
+    const PRIMITIVES: &[&str] = &[
+        "bool", "char", "f32", "f64", "i8", "i16", "i32", "i64", "i128", "isize", "u8", "u16",
+        "u32", "u64", "u128", "usize",
+    ];
+    match ty {
+        Type::Path(p) if p.qself.is_none() => p
+            .path
+            .get_ident()
+            .is_some_and(|ident| PRIMITIVES.iter().any(|name| ident == name)),
+        Type::Tuple(t) => t.elems.is_empty(),
+        _ => false,
     }
 }
 

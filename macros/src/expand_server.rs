@@ -2,7 +2,7 @@
 use proc_macro2::{Ident, Literal, Span, TokenStream};
 use quote::quote;
 
-use crate::expand::Names;
+use crate::expand::{Names, serde_bounds};
 use crate::parse::{Method, Return, Service};
 
 pub(crate) fn server(service: &Service, names: &Names) -> TokenStream {
@@ -62,6 +62,7 @@ fn service_impl(service: &Service, names: &Names) -> TokenStream {
     let trait_ident = &service.ident;
     let server = &names.server;
     let t = &names.server_param;
+    let bounds = serde_bounds(service);
     // Locals at the mixed site cannot clash with the user's argument names.
     let inner = Ident::new("inner", Span::mixed_site());
     let req = Ident::new("req", Span::mixed_site());
@@ -86,6 +87,7 @@ fn service_impl(service: &Service, names: &Names) -> TokenStream {
                 + ::localrpc::__private::Send
                 + ::localrpc::__private::Sync
                 + 'static,
+            #(#bounds,)*
         {
             type Response = ::localrpc::__private::ServerResponse;
             type Error = ::localrpc::__private::Never;

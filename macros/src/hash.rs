@@ -31,7 +31,7 @@ pub(crate) fn canonical<'a>(methods: impl IntoIterator<Item = &'a Method>) -> St
 }
 
 /// The tokens of `tokens` with all whitespace removed.
-fn compact(tokens: &impl ToTokens) -> String {
+pub(crate) fn compact(tokens: &impl ToTokens) -> String {
     let mut s = tokens.to_token_stream().to_string();
     s.retain(|c| !c.is_whitespace());
     s

@@ -156,9 +156,7 @@ fn check_signature(method: &Method, e: &mut Errors) {
 
     for input in &sig.inputs {
         let FnArg::Typed(arg) = input else { continue };
-        let plain = matches!(&*arg.pat, Pat::Ident(p)
-            if p.by_ref.is_none() && p.mutability.is_none() && p.subpat.is_none());
-        if !plain {
+        if !is_plain(&arg.pat) {
             e.spanned(
                 &arg.pat,
                 "a service method's argument must be a plain identifier (it names the argument of the generated client method)",
@@ -171,6 +169,12 @@ fn check_signature(method: &Method, e: &mut Errors) {
     if let Some(ret) = &method.declared_ret {
         check_type(ret, e);
     }
+}
+
+/// Whether an argument pattern is a bare identifier (no `ref`, `mut` or `@`).
+pub(crate) fn is_plain(pat: &Pat) -> bool {
+    matches!(pat, Pat::Ident(p)
+        if p.by_ref.is_none() && p.mutability.is_none() && p.subpat.is_none())
 }
 
 /// Rejects what cannot travel between processes, wherever it is nested.

@@ -145,7 +145,7 @@ impl ClientBuilder {
         R: AsyncRead + Unpin + Send + 'static,
         W: AsyncWrite + Unpin + Send + 'static,
     {
-        let conn = Connection::open(reader, writer, self.info, self.max_frame_len).await?;
+        let conn = Connection::open(reader, writer, self.info, self.max_frame_len, None).await?;
         Ok(self.finish(conn, None))
     }
 
@@ -170,8 +170,9 @@ async fn dial(
     max_frame_len: usize,
 ) -> Result<Arc<Connection>, Error> {
     let stream = options.connect(name).await?;
+    let server_pid = stream.peer_credentials().ok().and_then(|p| p.pid());
     let (reader, writer) = stream.into_split();
-    Connection::open(reader, writer, info, max_frame_len).await
+    Connection::open(reader, writer, info, max_frame_len, server_pid).await
 }
 
 impl Client {
@@ -284,6 +285,7 @@ impl Client {
             service = self.shared.info.name(),
             method = req.service.method_name(req.method).unwrap_or("?"),
             call_id = id,
+            peer_pid = ?conn.server_pid(),
             trace_id = %format_args!("{trace_id:032x}"),
         );
         async move {

@@ -28,6 +28,8 @@ pub(crate) struct Connection {
     next_id: AtomicU64,
     going_away: AtomicBool,
     max_frame_len: usize,
+    /// The server's pid, where the transport tells it (for tracing).
+    server_pid: Option<u32>,
 }
 
 #[derive(Debug, Default)]
@@ -59,6 +61,7 @@ impl Connection {
         writer: W,
         info: &'static ServiceInfo,
         max_frame_len: usize,
+        server_pid: Option<u32>,
     ) -> Result<Arc<Connection>, Error>
     where
         R: AsyncRead + Unpin + Send + 'static,
@@ -93,6 +96,7 @@ impl Connection {
             next_id: AtomicU64::new(1),
             going_away: AtomicBool::new(false),
             max_frame_len,
+            server_pid,
         });
         tokio::spawn(write_loop(writer, rx, Arc::downgrade(&conn)));
         tokio::spawn(read_loop(reader, Arc::downgrade(&conn)));
@@ -101,6 +105,10 @@ impl Connection {
 
     pub(crate) fn max_frame_len(&self) -> usize {
         self.max_frame_len
+    }
+
+    pub(crate) fn server_pid(&self) -> Option<u32> {
+        self.server_pid
     }
 
     /// Whether new calls should go elsewhere (closed, or the server said it is going away).

@@ -88,7 +88,7 @@ pub(crate) async fn serve_connection<S>(
     let hello = match tokio::time::timeout(HANDSHAKE_TIMEOUT, reader.next()).await {
         Ok(Some(Ok(frame))) => wire::Hello::decode(frame).ok(),
         Ok(Some(Err(e))) => {
-            tracing::debug!(?peer_pid, error = %e, "connection failed before the handshake");
+            config.connection_error(&e.into(), peer);
             return;
         }
         Ok(None) => return,
@@ -103,7 +103,11 @@ pub(crate) async fn serve_connection<S>(
         return;
     }
     if let Some(refusal) = refused {
-        tracing::warn!(?peer_pid, reason = %wire::refuse_reason(refusal.reason), message = %refusal.message, "handshake refused");
+        let error = crate::Error::HandshakeRefused {
+            reason: wire::refuse_reason(refusal.reason),
+            message: refusal.message,
+        };
+        config.connection_error(&error, peer);
         let _ = writer.close().await;
         return;
     }
@@ -135,7 +139,7 @@ pub(crate) async fn serve_connection<S>(
         let frame = match frame {
             Some(Ok(frame)) => frame,
             Some(Err(e)) => {
-                tracing::debug!(?peer_pid, error = %e, "connection failed");
+                config.connection_error(&e.into(), peer);
                 break;
             }
             None => break,
@@ -144,7 +148,8 @@ pub(crate) async fn serve_connection<S>(
             Ok(wire::Envelope { kind: Some(kind) }) => kind,
             Ok(_) => continue,
             Err(e) => {
-                tracing::debug!(?peer_pid, error = %e, "undecodable envelope; closing the connection");
+                let error = crate::Error::Protocol(format!("undecodable envelope: {e}"));
+                config.connection_error(&error, peer);
                 break;
             }
         };

@@ -14,7 +14,7 @@ use tower::layer::util::{Identity, Stack};
 pub(crate) use request::Reply;
 pub use request::{ServerRequest, ServerResponse};
 
-use crate::ipc::{ListenerOptions, LocalListener};
+use crate::ipc::{ListenerOptions, LocalListener, PeerCredentials};
 use crate::transport::DEFAULT_MAX_FRAME_LEN;
 use crate::{Endpoint, Error, IntoName, NamedService};
 
@@ -56,11 +56,36 @@ impl Server {
     }
 }
 
-#[derive(Debug, Clone)]
+/// Called with connection-level failures, which no call reports: refused handshakes,
+/// oversize or truncated frames, undecodable envelopes.
+pub(crate) type ErrorHook = Arc<dyn Fn(&Error, Option<PeerCredentials>) + Send + Sync>;
+
+#[derive(Clone)]
 pub(crate) struct Config {
     pub(crate) max_concurrent_calls: usize,
     pub(crate) max_frame_len: usize,
     pub(crate) grace_period: Duration,
+    pub(crate) on_connection_error: Option<ErrorHook>,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("max_concurrent_calls", &self.max_concurrent_calls)
+            .field("max_frame_len", &self.max_frame_len)
+            .field("grace_period", &self.grace_period)
+            .field("on_connection_error", &self.on_connection_error.is_some())
+            .finish()
+    }
+}
+
+impl Config {
+    pub(crate) fn connection_error(&self, error: &Error, peer: Option<PeerCredentials>) {
+        tracing::debug!(peer_pid = ?peer.and_then(|p| p.pid()), %error, "connection failed");
+        if let Some(hook) = &self.on_connection_error {
+            hook(error, peer);
+        }
+    }
 }
 
 impl Default for Config {
@@ -69,6 +94,7 @@ impl Default for Config {
             max_concurrent_calls: 1024,
             max_frame_len: DEFAULT_MAX_FRAME_LEN,
             grace_period: Duration::from_secs(10),
+            on_connection_error: None,
         }
     }
 }
@@ -117,6 +143,34 @@ impl<L> ServerBuilder<L> {
     /// See [`Server`] for an example.
     pub fn grace_period(mut self, grace: Duration) -> Self {
         self.config.grace_period = grace;
+        self
+    }
+
+    /// Calls `hook` with each connection-level failure, which no call can report: a refused
+    /// handshake ([`Error::HandshakeRefused`], naming what differs), an oversize or truncated
+    /// frame, an undecodable envelope. The connection is closed; the server goes on serving
+    /// the others. Each is also logged with `tracing` at debug level.
+    ///
+    /// ```no_run
+    /// # #[localrpc::service]
+    /// # pub trait Calculator { async fn add(&self, a: i64, b: i64) -> i64; }
+    /// # struct MyCalc;
+    /// # impl Calculator for MyCalc { async fn add(&self, a: i64, b: i64) -> i64 { a + b } }
+    /// # async fn demo() -> Result<(), localrpc::Error> {
+    /// localrpc::Server::builder()
+    ///     .on_connection_error(|error, peer| {
+    ///         eprintln!("client {:?}: {error}", peer.and_then(|p| p.pid()));
+    ///     })
+    ///     .bind("myapp.calc")?
+    ///     .serve(CalculatorServer::new(MyCalc))
+    ///     .await
+    /// # }
+    /// ```
+    pub fn on_connection_error(
+        mut self,
+        hook: impl Fn(&Error, Option<PeerCredentials>) + Send + Sync + 'static,
+    ) -> Self {
+        self.config.on_connection_error = Some(Arc::new(hook));
         self
     }
 
