@@ -547,3 +547,26 @@ fn reconnect_policy_reaches_a_restarted_server() {
         assert_eq!(calc.layer_count().await.unwrap(), 2);
     });
 }
+
+#[test]
+fn oversize_requests_are_refused_before_sending() {
+    let _wd = Watchdog::arm("oversize_requests_are_refused_before_sending");
+    let name = unique("big");
+    let _server = start_server(&name);
+    rt().block_on(async {
+        let client = Client::builder(CalculatorClient::<Client>::INFO)
+            .max_frame_len(1024)
+            .connect(name.as_str())
+            .await
+            .unwrap();
+        let calc = CalculatorClient::new(client);
+        match calc.relay("x".repeat(4096)).await {
+            Err(Error::FrameTooLarge { len, max }) => {
+                assert!(len > 4096, "{len}");
+                assert_eq!(max, 1024);
+            }
+            other => panic!("expected FrameTooLarge, got {other:?}"),
+        }
+        assert_eq!(calc.add(1, 2).await.unwrap(), 3, "the connection is unharmed");
+    });
+}
