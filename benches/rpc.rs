@@ -1,0 +1,495 @@
+//! localrpc against raw local sockets, every case across two processes.
+//!
+//! The bench binary re-executes itself as the server (`LOCALRPC_BENCH_ROLE`), so client and
+//! server are separate processes talking over a real socket. After criterion's own report,
+//! a summary prints medians and each localrpc figure as a ratio to raw Tokio, measured in the
+//! same run. See benches/README.md for the commands and recorded figures.
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use criterion::{BenchmarkId, Criterion, Throughput};
+use localrpc::ipc::{self, LocalListener, LocalStream};
+use serde_bytes::ByteBuf;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// The echo service under test.
+#[localrpc::service]
+trait Echo {
+    async fn echo(&self, data: ByteBuf) -> ByteBuf;
+}
+
+struct EchoImpl;
+
+impl Echo for EchoImpl {
+    async fn echo(&self, data: ByteBuf) -> ByteBuf {
+        data
+    }
+}
+
+const ROLE: &str = "LOCALRPC_BENCH_ROLE";
+
+fn main() {
+    if let Ok(role) = std::env::var(ROLE) {
+        let name = std::env::var("LOCALRPC_BENCH_NAME").unwrap();
+        return serve(&role, &name);
+    }
+    let mut c = Criterion::default().configure_from_args();
+    latency(&mut c);
+    throughput(&mut c);
+    bulk(&mut c);
+    connect(&mut c);
+    c.final_summary();
+    summary();
+}
+
+// ------------------------------------------------------------------------------------------
+// Servers.
+
+fn serve(role: &str, name: &str) {
+    match role {
+        "raw-std" => {
+            let listener = ipc::blocking::LocalListener::bind(name).unwrap();
+            ready();
+            loop {
+                let mut s = listener.accept().unwrap();
+                std::thread::spawn(move || {
+                    let mut buf = Vec::new();
+                    while let Ok(n) = read_frame_std(&mut s, &mut buf) {
+                        write_frame_std(&mut s, &buf[..n]).unwrap();
+                    }
+                });
+            }
+        }
+        "raw-tokio" | "rpc" => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                if role == "rpc" {
+                    let server = localrpc::Server::builder().bind(name).unwrap();
+                    ready();
+                    server.serve(EchoServer::new(EchoImpl)).await.unwrap();
+                } else {
+                    let listener = LocalListener::bind(name).unwrap();
+                    ready();
+                    loop {
+                        let mut s = listener.accept().await.unwrap();
+                        tokio::spawn(async move {
+                            let mut buf = Vec::new();
+                            while let Ok(n) = read_frame(&mut s, &mut buf).await {
+                                if write_frame(&mut s, &buf[..n]).await.is_err() {
+                                    break;
+                                }
+                            }
+                        });
+                    }
+                }
+            });
+        }
+        other => panic!("unknown role {other}"),
+    }
+}
+
+fn ready() {
+    println!("ready");
+    std::io::stdout().flush().unwrap();
+}
+
+async fn read_frame(s: &mut LocalStream, buf: &mut Vec<u8>) -> std::io::Result<usize> {
+    let n = s.read_u32_le().await? as usize;
+    buf.resize(n, 0);
+    s.read_exact(&mut buf[..n]).await?;
+    Ok(n)
+}
+
+async fn write_frame(s: &mut LocalStream, data: &[u8]) -> std::io::Result<()> {
+    // One write for header and payload, as a careful raw implementation would do.
+    let mut out = Vec::with_capacity(4 + data.len());
+    out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    out.extend_from_slice(data);
+    s.write_all(&out).await
+}
+
+fn read_frame_std(s: &mut ipc::blocking::LocalStream, buf: &mut Vec<u8>) -> std::io::Result<usize> {
+    let mut len = [0u8; 4];
+    s.read_exact(&mut len)?;
+    let n = u32::from_le_bytes(len) as usize;
+    buf.resize(n, 0);
+    s.read_exact(&mut buf[..n])?;
+    Ok(n)
+}
+
+fn write_frame_std(s: &mut ipc::blocking::LocalStream, data: &[u8]) -> std::io::Result<()> {
+    let mut out = Vec::with_capacity(4 + data.len());
+    out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    out.extend_from_slice(data);
+    s.write_all(&out)
+}
+
+/// A server process, killed on drop.
+struct ServerProc {
+    child: Child,
+    name: String,
+}
+
+impl ServerProc {
+    fn start(role: &str) -> ServerProc {
+        let name = format!("lrbench-{role}-{}-{}", std::process::id(), fastrand());
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .env(ROLE, role)
+            .env("LOCALRPC_BENCH_NAME", &name)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line.trim(), "ready");
+        ServerProc { child, name }
+    }
+}
+
+impl Drop for ServerProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn fastrand() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as u64
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+// ------------------------------------------------------------------------------------------
+// Clients: each returns the time `iters` operations took.
+
+async fn raw_tokio_pingpong(s: &mut LocalStream, payload: &[u8], iters: u64) -> Duration {
+    let mut buf = Vec::new();
+    let start = Instant::now();
+    for _ in 0..iters {
+        write_frame(s, payload).await.unwrap();
+        read_frame(s, &mut buf).await.unwrap();
+    }
+    start.elapsed()
+}
+
+fn raw_std_pingpong(s: &mut ipc::blocking::LocalStream, payload: &[u8], iters: u64) -> Duration {
+    let mut buf = Vec::new();
+    let start = Instant::now();
+    for _ in 0..iters {
+        write_frame_std(s, payload).unwrap();
+        read_frame_std(s, &mut buf).unwrap();
+    }
+    start.elapsed()
+}
+
+async fn rpc_calls(c: &EchoClient, payload: &ByteBuf, iters: u64) -> Duration {
+    let start = Instant::now();
+    for _ in 0..iters {
+        let back = c.echo(payload.clone()).await.unwrap();
+        assert_eq!(back.len(), payload.len());
+    }
+    start.elapsed()
+}
+
+/// `iters` calls with `depth` in flight on one connection.
+async fn rpc_pipelined(c: &EchoClient, payload: &ByteBuf, depth: usize, iters: u64) -> Duration {
+    let start = Instant::now();
+    let per_task = iters.div_ceil(depth as u64);
+    let tasks: Vec<_> = (0..depth)
+        .map(|_| {
+            let (c, p) = (c.clone(), payload.clone());
+            tokio::spawn(async move {
+                for _ in 0..per_task {
+                    c.echo(p.clone()).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    start.elapsed()
+}
+
+/// `iters` ping-pongs spread over `conns` raw connections, all in flight at once.
+async fn raw_tokio_many(name: &str, conns: usize, payload: &[u8], iters: u64) -> Duration {
+    let mut streams = Vec::new();
+    for _ in 0..conns {
+        streams.push(LocalStream::connect(name).await.unwrap());
+    }
+    let per = iters.div_ceil(conns as u64);
+    let start = Instant::now();
+    let tasks: Vec<_> = streams
+        .into_iter()
+        .map(|mut s| {
+            let p = payload.to_vec();
+            tokio::spawn(async move { raw_tokio_pingpong(&mut s, &p, per).await })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    start.elapsed()
+}
+
+// ------------------------------------------------------------------------------------------
+// Criterion groups.
+
+fn latency(c: &mut Criterion) {
+    let mut g = c.benchmark_group("latency_16B");
+    let payload = vec![7u8; 16];
+    let rt = runtime();
+    {
+        let server = ServerProc::start("raw-tokio");
+        let mut s = rt.block_on(LocalStream::connect(server.name.as_str())).unwrap();
+        g.bench_function("raw_tokio", |b| {
+            b.iter_custom(|iters| rt.block_on(raw_tokio_pingpong(&mut s, &payload, iters)))
+        });
+    }
+    {
+        let server = ServerProc::start("raw-std");
+        let mut s = ipc::blocking::LocalStream::connect(server.name.as_str()).unwrap();
+        g.bench_function("raw_std", |b| {
+            b.iter_custom(|iters| raw_std_pingpong(&mut s, &payload, iters))
+        });
+    }
+    {
+        let server = ServerProc::start("rpc");
+        let client = rt.block_on(EchoClient::connect(server.name.as_str())).unwrap();
+        let payload = ByteBuf::from(payload.clone());
+        g.bench_function("localrpc", |b| {
+            b.iter_custom(|iters| rt.block_on(rpc_calls(&client, &payload, iters)))
+        });
+    }
+    g.finish();
+}
+
+fn throughput(c: &mut Criterion) {
+    let mut g = c.benchmark_group("throughput_64_in_flight_32B");
+    g.throughput(Throughput::Elements(1));
+    let payload = vec![7u8; 32];
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    {
+        let server = ServerProc::start("raw-tokio");
+        g.bench_function("raw_tokio_64_connections", |b| {
+            b.iter_custom(|iters| rt.block_on(raw_tokio_many(&server.name, 64, &payload, iters)))
+        });
+    }
+    {
+        let server = ServerProc::start("rpc");
+        let client = rt.block_on(EchoClient::connect(server.name.as_str())).unwrap();
+        let payload = ByteBuf::from(payload.clone());
+        g.bench_function("localrpc_1_connection", |b| {
+            b.iter_custom(|iters| rt.block_on(rpc_pipelined(&client, &payload, 64, iters)))
+        });
+    }
+    g.finish();
+}
+
+fn bulk(c: &mut Criterion) {
+    let mut g = c.benchmark_group("bulk_echo");
+    g.sample_size(10);
+    let rt = runtime();
+    let raw = ServerProc::start("raw-tokio");
+    let rpc = ServerProc::start("rpc");
+    let mut s = rt.block_on(LocalStream::connect(raw.name.as_str())).unwrap();
+    let client = rt.block_on(EchoClient::connect(rpc.name.as_str())).unwrap();
+    for size in [1usize << 20, 16 << 20] {
+        g.throughput(Throughput::Bytes(size as u64));
+        let payload = vec![7u8; size - 64]; // leave room for the envelope under 16 MiB
+        g.bench_with_input(BenchmarkId::new("raw_tokio", size), &payload, |b, p| {
+            b.iter_custom(|iters| rt.block_on(raw_tokio_pingpong(&mut s, p, iters)))
+        });
+        let payload = ByteBuf::from(payload);
+        g.bench_with_input(BenchmarkId::new("localrpc", size), &payload, |b, p| {
+            b.iter_custom(|iters| rt.block_on(rpc_calls(&client, p, iters)))
+        });
+    }
+    g.finish();
+}
+
+fn connect(c: &mut Criterion) {
+    let mut g = c.benchmark_group("connect_and_first_call");
+    let rt = runtime();
+    let payload = vec![7u8; 16];
+    let raw = ServerProc::start("raw-tokio");
+    let rpc = ServerProc::start("rpc");
+    g.bench_function("raw_tokio", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    let mut s = LocalStream::connect(raw.name.as_str()).await.unwrap();
+                    raw_tokio_pingpong(&mut s, &payload, 1).await;
+                }
+                start.elapsed()
+            })
+        })
+    });
+    let bytes = ByteBuf::from(payload.clone());
+    g.bench_function("localrpc", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    let client = EchoClient::connect(rpc.name.as_str()).await.unwrap();
+                    client.echo(bytes.clone()).await.unwrap();
+                }
+                start.elapsed()
+            })
+        })
+    });
+    g.finish();
+}
+
+// ------------------------------------------------------------------------------------------
+// The summary: medians measured in this run, localrpc as a ratio to raw Tokio.
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+fn percentile(v: &mut [Duration], p: f64) -> Duration {
+    v.sort();
+    v[((v.len() as f64 - 1.0) * p) as usize]
+}
+
+fn summary() {
+    if std::env::args().any(|a| a == "--list" || a == "--test") {
+        return;
+    }
+    let rt = runtime();
+    let n = 20_000;
+    println!("\nsummary (this run; ratio = localrpc / raw tokio, lower is better for times)");
+    // Latency: per-call samples for p50 and p99.
+    let payload = vec![7u8; 16];
+    let raw = ServerProc::start("raw-tokio");
+    let mut s = rt.block_on(LocalStream::connect(raw.name.as_str())).unwrap();
+    let mut raw_samples: Vec<Duration> = (0..n)
+        .map(|_| rt.block_on(raw_tokio_pingpong(&mut s, &payload, 1)))
+        .collect();
+    let std_srv = ServerProc::start("raw-std");
+    let mut ss = ipc::blocking::LocalStream::connect(std_srv.name.as_str()).unwrap();
+    let mut std_samples: Vec<Duration> =
+        (0..n).map(|_| raw_std_pingpong(&mut ss, &payload, 1)).collect();
+    let rpc = ServerProc::start("rpc");
+    let client = rt.block_on(EchoClient::connect(rpc.name.as_str())).unwrap();
+    let bytes = ByteBuf::from(payload.clone());
+    let mut rpc_samples: Vec<Duration> = (0..n)
+        .map(|_| rt.block_on(rpc_calls(&client, &bytes, 1)))
+        .collect();
+    let (r50, r99) = (percentile(&mut raw_samples, 0.5), percentile(&mut raw_samples, 0.99));
+    let (s50, s99) = (percentile(&mut std_samples, 0.5), percentile(&mut std_samples, 0.99));
+    let (l50, l99) = (percentile(&mut rpc_samples, 0.5), percentile(&mut rpc_samples, 0.99));
+    println!("latency 16 B   raw tokio p50 {r50:>9.1?} p99 {r99:>9.1?}");
+    println!("latency 16 B   raw std   p50 {s50:>9.1?} p99 {s99:>9.1?}");
+    println!(
+        "latency 16 B   localrpc  p50 {l50:>9.1?} p99 {l99:>9.1?}   ratio p50 {:.2}",
+        l50.as_secs_f64() / r50.as_secs_f64()
+    );
+    // Throughput: calls per second, 5 rounds each, median.
+    let mt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let calls = 50_000u64;
+    let small = vec![7u8; 32];
+    let raw_tp = median(
+        (0..5)
+            .map(|_| calls as f64 / mt.block_on(raw_tokio_many(&raw.name, 64, &small, calls)).as_secs_f64())
+            .collect(),
+    );
+    let client_mt = mt.block_on(EchoClient::connect(rpc.name.as_str())).unwrap();
+    let small_bytes = ByteBuf::from(small.clone());
+    let rpc_tp = median(
+        (0..5)
+            .map(|_| {
+                calls as f64
+                    / mt.block_on(rpc_pipelined(&client_mt, &small_bytes, 64, calls)).as_secs_f64()
+            })
+            .collect(),
+    );
+    println!("throughput     raw tokio (64 connections) {raw_tp:>10.0} calls/s");
+    println!(
+        "throughput     localrpc (1 connection)    {rpc_tp:>10.0} calls/s   ratio {:.2}",
+        rpc_tp / raw_tp
+    );
+    // Bulk: MiB/s, median of 5.
+    for size in [1usize << 20, 16 << 20] {
+        let p = vec![7u8; size - 64];
+        let raw_mb = median(
+            (0..5)
+                .map(|_| {
+                    let d = rt.block_on(raw_tokio_pingpong(&mut s, &p, 3));
+                    3.0 * size as f64 / (1 << 20) as f64 / d.as_secs_f64()
+                })
+                .collect(),
+        );
+        let pb = ByteBuf::from(p);
+        let rpc_mb = median(
+            (0..5)
+                .map(|_| {
+                    let d = rt.block_on(rpc_calls(&client, &pb, 3));
+                    3.0 * size as f64 / (1 << 20) as f64 / d.as_secs_f64()
+                })
+                .collect(),
+        );
+        println!(
+            "bulk {:>2} MiB    raw tokio {raw_mb:>8.0} MiB/s   localrpc {rpc_mb:>8.0} MiB/s   ratio {:.2}",
+            size >> 20,
+            rpc_mb / raw_mb
+        );
+    }
+    // Connect + first call.
+    let raw_c = median(
+        (0..200)
+            .map(|_| {
+                rt.block_on(async {
+                    let t = Instant::now();
+                    let mut s = LocalStream::connect(raw.name.as_str()).await.unwrap();
+                    raw_tokio_pingpong(&mut s, &payload, 1).await;
+                    t.elapsed().as_secs_f64()
+                })
+            })
+            .collect(),
+    );
+    let rpc_c = median(
+        (0..200)
+            .map(|_| {
+                rt.block_on(async {
+                    let t = Instant::now();
+                    let c = EchoClient::connect(rpc.name.as_str()).await.unwrap();
+                    c.echo(bytes.clone()).await.unwrap();
+                    t.elapsed().as_secs_f64()
+                })
+            })
+            .collect(),
+    );
+    println!(
+        "connect+call   raw tokio {:>8.1} µs   localrpc {:>8.1} µs   ratio {:.2}",
+        raw_c * 1e6,
+        rpc_c * 1e6,
+        rpc_c / raw_c
+    );
+}
