@@ -256,7 +256,9 @@ fn latency(c: &mut Criterion) {
     let rt = runtime();
     {
         let server = ServerProc::start("raw-tokio");
-        let mut s = rt.block_on(LocalStream::connect(server.name.as_str())).unwrap();
+        let mut s = rt
+            .block_on(LocalStream::connect(server.name.as_str()))
+            .unwrap();
         g.bench_function("raw_tokio", |b| {
             b.iter_custom(|iters| rt.block_on(raw_tokio_pingpong(&mut s, &payload, iters)))
         });
@@ -270,7 +272,9 @@ fn latency(c: &mut Criterion) {
     }
     {
         let server = ServerProc::start("rpc");
-        let client = rt.block_on(EchoClient::connect(server.name.as_str())).unwrap();
+        let client = rt
+            .block_on(EchoClient::connect(server.name.as_str()))
+            .unwrap();
         let payload = ByteBuf::from(payload.clone());
         g.bench_function("localrpc", |b| {
             b.iter_custom(|iters| rt.block_on(rpc_calls(&client, &payload, iters)))
@@ -296,7 +300,9 @@ fn throughput(c: &mut Criterion) {
     }
     {
         let server = ServerProc::start("rpc");
-        let client = rt.block_on(EchoClient::connect(server.name.as_str())).unwrap();
+        let client = rt
+            .block_on(EchoClient::connect(server.name.as_str()))
+            .unwrap();
         let payload = ByteBuf::from(payload.clone());
         g.bench_function("localrpc_1_connection", |b| {
             b.iter_custom(|iters| rt.block_on(rpc_pipelined(&client, &payload, 64, iters)))
@@ -311,7 +317,9 @@ fn bulk(c: &mut Criterion) {
     let rt = runtime();
     let raw = ServerProc::start("raw-tokio");
     let rpc = ServerProc::start("rpc");
-    let mut s = rt.block_on(LocalStream::connect(raw.name.as_str())).unwrap();
+    let mut s = rt
+        .block_on(LocalStream::connect(raw.name.as_str()))
+        .unwrap();
     let client = rt.block_on(EchoClient::connect(rpc.name.as_str())).unwrap();
     for size in [1usize << 20, 16 << 20] {
         g.throughput(Throughput::Bytes(size as u64));
@@ -384,23 +392,35 @@ fn summary() {
     // Latency: per-call samples for p50 and p99.
     let payload = vec![7u8; 16];
     let raw = ServerProc::start("raw-tokio");
-    let mut s = rt.block_on(LocalStream::connect(raw.name.as_str())).unwrap();
+    let mut s = rt
+        .block_on(LocalStream::connect(raw.name.as_str()))
+        .unwrap();
     let mut raw_samples: Vec<Duration> = (0..n)
         .map(|_| rt.block_on(raw_tokio_pingpong(&mut s, &payload, 1)))
         .collect();
     let std_srv = ServerProc::start("raw-std");
     let mut ss = ipc::blocking::LocalStream::connect(std_srv.name.as_str()).unwrap();
-    let mut std_samples: Vec<Duration> =
-        (0..n).map(|_| raw_std_pingpong(&mut ss, &payload, 1)).collect();
+    let mut std_samples: Vec<Duration> = (0..n)
+        .map(|_| raw_std_pingpong(&mut ss, &payload, 1))
+        .collect();
     let rpc = ServerProc::start("rpc");
     let client = rt.block_on(EchoClient::connect(rpc.name.as_str())).unwrap();
     let bytes = ByteBuf::from(payload.clone());
     let mut rpc_samples: Vec<Duration> = (0..n)
         .map(|_| rt.block_on(rpc_calls(&client, &bytes, 1)))
         .collect();
-    let (r50, r99) = (percentile(&mut raw_samples, 0.5), percentile(&mut raw_samples, 0.99));
-    let (s50, s99) = (percentile(&mut std_samples, 0.5), percentile(&mut std_samples, 0.99));
-    let (l50, l99) = (percentile(&mut rpc_samples, 0.5), percentile(&mut rpc_samples, 0.99));
+    let (r50, r99) = (
+        percentile(&mut raw_samples, 0.5),
+        percentile(&mut raw_samples, 0.99),
+    );
+    let (s50, s99) = (
+        percentile(&mut std_samples, 0.5),
+        percentile(&mut std_samples, 0.99),
+    );
+    let (l50, l99) = (
+        percentile(&mut rpc_samples, 0.5),
+        percentile(&mut rpc_samples, 0.99),
+    );
     println!("latency 16 B   raw tokio p50 {r50:>9.1?} p99 {r99:>9.1?}");
     println!("latency 16 B   raw std   p50 {s50:>9.1?} p99 {s99:>9.1?}");
     println!(
@@ -417,7 +437,11 @@ fn summary() {
     let small = vec![7u8; 32];
     let raw_tp = median(
         (0..5)
-            .map(|_| calls as f64 / mt.block_on(raw_tokio_many(&raw.name, 64, &small, calls)).as_secs_f64())
+            .map(|_| {
+                calls as f64
+                    / mt.block_on(raw_tokio_many(&raw.name, 64, &small, calls))
+                        .as_secs_f64()
+            })
             .collect(),
     );
     let client_mt = mt.block_on(EchoClient::connect(rpc.name.as_str())).unwrap();
@@ -426,7 +450,8 @@ fn summary() {
         (0..5)
             .map(|_| {
                 calls as f64
-                    / mt.block_on(rpc_pipelined(&client_mt, &small_bytes, 64, calls)).as_secs_f64()
+                    / mt.block_on(rpc_pipelined(&client_mt, &small_bytes, 64, calls))
+                        .as_secs_f64()
             })
             .collect(),
     );

@@ -17,7 +17,7 @@ pub use ::std::boxed::Box;
 pub use ::std::clone::Clone;
 pub use ::std::convert::{From, Into};
 pub use ::std::default::Default;
-pub use ::std::fmt::Debug;
+pub use ::std::fmt::{Debug, Formatter, Result as FmtResult};
 pub use ::std::future::Future;
 pub use ::std::marker::{Send, Sized, Sync};
 pub use ::std::option::Option::{self, None, Some};
@@ -176,9 +176,14 @@ pub fn unknown_method(req: ServerRequest) -> ServeFuture {
 }
 
 /// Runs calls in-process through a server, without a transport: for unit tests of generated
-/// code. The call context has no peer and no deadline.
+/// code. The call context has no peer; the deadline comes from the call's timeout.
 #[derive(Clone, Debug)]
 pub struct Loopback<S>(pub S);
+
+/// A [`Loopback`] over `server`.
+pub fn loopback<S>(server: S) -> Loopback<S> {
+    Loopback(server)
+}
 
 impl<S> Service<CallRequest> for Loopback<S>
 where
@@ -205,7 +210,7 @@ where
                     call_id: 0,
                     method: req.service.method_name(req.method).unwrap_or("?"),
                     peer: None,
-                    deadline: None,
+                    deadline: req.timeout.map(|t| std::time::Instant::now() + t),
                     trace_id: 0,
                     metadata: req.metadata,
                 },

@@ -374,7 +374,10 @@ fn method_table_mismatch_is_refused_at_connect() {
             other => panic!("expected a refusal, got {other:?}"),
         }
         // The server saw the same typed refusal, from this process.
-        assert_eq!(server.line(), format!("REFUSED MethodTable {}", std::process::id()));
+        assert_eq!(
+            server.line(),
+            format!("REFUSED MethodTable {}", std::process::id())
+        );
         // The server goes on serving matching clients.
         let calc = CalculatorClient::connect(name.as_str()).await.unwrap();
         assert_eq!(calc.add(1, 1).await.unwrap(), 2);
@@ -567,6 +570,10 @@ fn oversize_requests_are_refused_before_sending() {
             }
             other => panic!("expected FrameTooLarge, got {other:?}"),
         }
-        assert_eq!(calc.add(1, 2).await.unwrap(), 3, "the connection is unharmed");
+        assert_eq!(
+            calc.add(1, 2).await.unwrap(),
+            3,
+            "the connection is unharmed"
+        );
     });
 }

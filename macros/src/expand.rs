@@ -1,4 +1,4 @@
-//! The expansion: the trait, its `ServiceInfo`, the serde checks; the client and the server
+//! The expansion: the trait, its `ServiceInfo`, the serde bounds; the client and the server
 //! are in `expand_client` and `expand_server`.
 //!
 //! Everything generated names `::localrpc::__private::...` only, never the prelude.

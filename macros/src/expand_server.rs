@@ -23,9 +23,18 @@ pub(crate) fn server(service: &Service, names: &Names) -> TokenStream {
 
     quote! {
         #[doc = #doc]
-        #[derive(::localrpc::__private::Debug)]
         #vis struct #server<T> {
             inner: ::localrpc::__private::Arc<T>,
+        }
+
+        impl<T> ::localrpc::__private::Debug for #server<T> {
+            fn fmt(
+                &self,
+                f: &mut ::localrpc::__private::Formatter<'_>,
+            ) -> ::localrpc::__private::FmtResult {
+                f.debug_struct(::localrpc::__private::stringify!(#server))
+                    .finish_non_exhaustive()
+            }
         }
 
         impl<T> #server<T> {

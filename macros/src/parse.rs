@@ -57,6 +57,10 @@ pub(crate) struct Arg {
 }
 
 /// How a method's result travels.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "a few per trait, at compile time"
+)]
 pub(crate) enum Return {
     /// Any type not spelled `Result<T, E>`, including `()`.
     Value(Type),

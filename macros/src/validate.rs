@@ -29,9 +29,15 @@ pub(crate) fn check(service: &mut Service, errors: &mut Errors) {
     for method in &mut service.methods {
         let mut e = Errors::default();
         check_signature(method, &mut e);
-        if method.has_default {
-            if let Some(TraitItem::Fn(f)) = service.item.items.get(method.item_index) {
+        if let Some(TraitItem::Fn(f)) = service.item.items.get(method.item_index) {
+            if method.has_default {
                 e.spanned(&f.default, "a service method cannot have a default body");
+            }
+            for attr in f.attrs.iter().filter(|a| a.path().is_ident("cfg")) {
+                e.spanned(
+                    attr,
+                    "a service method cannot be `#[cfg]`-gated: the method table must be the same in every build",
+                );
             }
         }
         if RESERVED.contains(&method.wire_name.as_str()) {
@@ -255,13 +261,15 @@ mod tests {
                 async fn body(&self) {}
                 async fn new(&self);
                 async fn pattern(&self);
+                #[cfg(any())]
+                async fn gated(&self);
             }
         });
         // generic trait, supertrait, assoc type, then one per method except `opaque` (2),
-        // `borrowed` (2) and the duplicate `pattern`.
-        assert_eq!(n, 3 + 1 + 1 + 1 + 1 + 1 + 2 + 2 + 1 + 1 + 1);
+        // `borrowed` (2), the duplicate `pattern` and `gated`.
+        assert_eq!(n, 3 + 1 + 1 + 1 + 1 + 1 + 2 + 2 + 1 + 1 + 1 + 1);
         assert!(!svc.trait_ok);
         assert!(svc.methods.iter().all(|m| !m.usable));
-        assert!(svc.methods.last().unwrap().duplicate);
+        assert!(svc.methods[9].duplicate);
     }
 }

@@ -11,6 +11,8 @@ pub trait Everything<T>: Send {
         1
     }
     unsafe fn dangerous(&self);
+    #[cfg(unix)]
+    async fn gated(&self);
 }
 
 fn main() {}

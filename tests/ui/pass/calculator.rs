@@ -24,7 +24,6 @@ pub trait Calculator {
     async fn ping(&self);
 }
 
-#[derive(Debug)] // TODO: not needed once `XServer: Debug` has no `T: Debug` bound
 struct Calc;
 
 impl Calculator for Calc {
