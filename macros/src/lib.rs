@@ -17,8 +17,8 @@ mod validate;
 
 /// Turns a trait into a localrpc service: a client, a server and the method table.
 ///
-///
 /// (Runnable examples are in the `localrpc` crate docs; this crate cannot depend on it.)
+///
 /// ```text
 /// #[localrpc::service]
 /// pub trait Calculator {
