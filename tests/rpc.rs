@@ -366,12 +366,20 @@ fn method_table_mismatch_is_refused_at_connect() {
     let name = unique("v2");
     let server = start_server(&name);
     rt().block_on(async {
-        match v2::CalculatorClient::connect(name.as_str()).await {
-            Err(Error::HandshakeRefused { reason, message }) => {
-                assert_eq!(reason, RefuseReason::MethodTable);
-                assert!(message.contains("method table"), "{message}");
+        // connect() does not wait for the verdict (the first call follows the hello without a
+        // round trip of its own); the handshake and every call report the typed refusal.
+        let old = v2::CalculatorClient::connect(name.as_str()).await.unwrap();
+        for outcome in [
+            old.get_ref().handshake().await.map(|_| 0),
+            old.add(1, 2, 3).await,
+        ] {
+            match outcome {
+                Err(Error::HandshakeRefused { reason, message }) => {
+                    assert_eq!(reason, RefuseReason::MethodTable);
+                    assert!(message.contains("method table"), "{message}");
+                }
+                other => panic!("expected a refusal, got {other:?}"),
             }
-            other => panic!("expected a refusal, got {other:?}"),
         }
         // The server saw the same typed refusal, from this process.
         assert_eq!(
@@ -380,6 +388,7 @@ fn method_table_mismatch_is_refused_at_connect() {
         );
         // The server goes on serving matching clients.
         let calc = CalculatorClient::connect(name.as_str()).await.unwrap();
+        calc.get_ref().handshake().await.unwrap();
         assert_eq!(calc.add(1, 1).await.unwrap(), 2);
     });
 }

@@ -4,6 +4,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::Instrument;
 
@@ -11,7 +12,7 @@ use super::connection::Connection;
 use super::{CallRequest, CallResponse, ReconnectPolicy};
 use crate::ipc::ConnectOptions;
 use crate::transport::DEFAULT_MAX_FRAME_LEN;
-use crate::wire::{self, envelope};
+use crate::wire;
 use crate::{CallContext, Error, IntoName, Name, ServiceInfo};
 
 /// A connection to one service: many calls in flight at once, answered out of order.
@@ -145,7 +146,7 @@ impl ClientBuilder {
         R: AsyncRead + Unpin + Send + 'static,
         W: AsyncWrite + Unpin + Send + 'static,
     {
-        let conn = Connection::open(reader, writer, self.info, self.max_frame_len, None).await?;
+        let conn = Connection::open(reader, writer, self.info, self.max_frame_len, None);
         Ok(self.finish(conn, None))
     }
 
@@ -172,7 +173,13 @@ async fn dial(
     let stream = options.connect(name).await?;
     let server_pid = stream.peer_credentials().ok().and_then(|p| p.pid());
     let (reader, writer) = stream.into_split();
-    Connection::open(reader, writer, info, max_frame_len, server_pid).await
+    Ok(Connection::open(
+        reader,
+        writer,
+        info,
+        max_frame_len,
+        server_pid,
+    ))
 }
 
 impl Client {
@@ -194,6 +201,25 @@ impl Client {
             reconnect: None,
             connect: ConnectOptions::new(),
         }
+    }
+
+    /// Waits until the server has accepted the handshake, or says why it refused.
+    ///
+    /// `connect` does not wait for the server's answer: the first call follows the hello
+    /// without an extra round trip, and fails with [`Error::HandshakeRefused`] if the server
+    /// refuses. Call this to find out at startup instead.
+    ///
+    /// ```no_run
+    /// # #[localrpc::service]
+    /// # pub trait Calculator { async fn add(&self, a: i64, b: i64) -> i64; }
+    /// # async fn demo() -> Result<(), localrpc::Error> {
+    /// let calc = CalculatorClient::connect("myapp.calc").await?;
+    /// calc.get_ref().handshake().await?; // a version mismatch shows here
+    /// # Ok(()) }
+    /// ```
+    pub async fn handshake(&self) -> Result<(), Error> {
+        let conn = self.shared.conn.lock().unwrap().clone();
+        conn.handshake().await
     }
 
     /// The service this client calls.
@@ -266,14 +292,15 @@ impl Client {
             None => None,
         };
         let id = conn.next_call_id();
-        let frame = wire::encode_envelope(envelope::Kind::Request(wire::Request {
+        let request = wire::Request {
             call_id: id,
             method: req.method,
             timeout_micros,
             trace: Some(wire::trace_context(trace_id)),
-            payload: req.payload,
+            payload: Bytes::new(),
             metadata: req.metadata.into_entries().into_iter().collect(),
-        }));
+        };
+        let frame = wire::request_parts(request, req.payload);
         if frame.len() > conn.max_frame_len() {
             return Err(Error::FrameTooLarge {
                 len: frame.len() as u64,

@@ -5,16 +5,15 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use bytes::Bytes;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use prost::Message;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::CallResponse;
-use crate::transport::{FrameReader, FrameWriter};
+use crate::transport::{FrameReader, FrameWriter, Parts, write_loop};
 use crate::wire::{self, envelope, response};
-use crate::{Error, ServiceInfo};
+use crate::{Error, RefuseReason, ServiceInfo};
 
 type Reply = Result<CallResponse, Error>;
 
@@ -23,10 +22,11 @@ pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug)]
 pub(crate) struct Connection {
-    out: mpsc::UnboundedSender<Bytes>,
+    out: mpsc::UnboundedSender<Parts>,
     pending: Mutex<Pending>,
     next_id: AtomicU64,
     going_away: AtomicBool,
+    handshake: watch::Sender<Handshake>,
     max_frame_len: usize,
     /// The server's pid, where the transport tells it (for tracing).
     server_pid: Option<u32>,
@@ -43,6 +43,7 @@ struct Pending {
 enum Closed {
     Lost(Arc<str>),
     ShutDown,
+    Refused(RefuseReason, Arc<str>),
 }
 
 impl Closed {
@@ -50,57 +51,77 @@ impl Closed {
         match self {
             Closed::Lost(why) => Error::lost(why.to_string()),
             Closed::ShutDown => Error::ShuttingDown,
+            Closed::Refused(reason, message) => Error::HandshakeRefused {
+                reason: *reason,
+                message: message.to_string(),
+            },
         }
     }
 }
 
+/// Where the handshake stands.
+#[derive(Debug, Clone)]
+enum Handshake {
+    Pending,
+    Accepted,
+    Failed(Closed),
+}
+
 impl Connection {
-    /// Says hello, waits for the answer, then starts the reader and writer tasks.
-    pub(crate) async fn open<R, W>(
+    /// Queues the hello and starts the reader and writer tasks, without waiting for the
+    /// server's answer: calls made meanwhile follow the hello on the wire, so the first call
+    /// costs no extra round trip. A refusal fails those calls with
+    /// [`Error::HandshakeRefused`]; [`Connection::handshake`] waits for the verdict.
+    pub(crate) fn open<R, W>(
         reader: R,
         writer: W,
         info: &'static ServiceInfo,
         max_frame_len: usize,
         server_pid: Option<u32>,
-    ) -> Result<Arc<Connection>, Error>
+    ) -> Arc<Connection>
     where
         R: AsyncRead + Unpin + Send + 'static,
         W: AsyncWrite + Unpin + Send + 'static,
     {
-        let mut reader = FrameReader::with_max_frame_len(reader, max_frame_len);
-        let mut writer = FrameWriter::with_max_frame_len(writer, max_frame_len);
-        writer.send(wire::encode(&wire::hello(info))).await?;
-        let first = tokio::time::timeout(HANDSHAKE_TIMEOUT, reader.next())
-            .await
-            .map_err(|_| Error::lost("the server did not answer the handshake"))?;
-        let frame = match first {
-            Some(frame) => frame?,
-            None => {
-                return Err(Error::lost(
-                    "the server closed the connection during the handshake",
-                ));
-            }
-        };
-        let reply = wire::HelloReply::decode(frame)
-            .map_err(|e| Error::Protocol(format!("handshake reply does not decode: {e}")))?;
-        if let Some(refusal) = reply.refusal {
-            return Err(Error::HandshakeRefused {
-                reason: wire::refuse_reason(refusal.reason),
-                message: refusal.message,
-            });
-        }
+        let reader = FrameReader::with_max_frame_len(reader, max_frame_len);
+        let writer = FrameWriter::with_max_frame_len(writer, max_frame_len);
         let (out, rx) = mpsc::unbounded_channel();
+        let hello = wire::encode(&wire::hello(info));
+        out.send(Parts::whole(hello))
+            .expect("the receiver is right here");
         let conn = Arc::new(Connection {
             out,
             pending: Mutex::new(Pending::default()),
             next_id: AtomicU64::new(1),
             going_away: AtomicBool::new(false),
+            handshake: watch::channel(Handshake::Pending).0,
             max_frame_len,
             server_pid,
         });
-        tokio::spawn(write_loop(writer, rx, Arc::downgrade(&conn)));
+        let weak = Arc::downgrade(&conn);
+        tokio::spawn(async move {
+            if let Err(e) = write_loop(writer, rx).await {
+                tracing::debug!(error = %e, "client connection write failed");
+                if let Some(conn) = weak.upgrade() {
+                    conn.close(Closed::Lost(format!("write failed: {e}").into()));
+                }
+            }
+        });
         tokio::spawn(read_loop(reader, Arc::downgrade(&conn)));
-        Ok(conn)
+        conn
+    }
+
+    /// Waits until the server has accepted or refused the handshake.
+    pub(crate) async fn handshake(&self) -> Result<(), Error> {
+        let mut state = self.handshake.subscribe();
+        let state = state
+            .wait_for(|s| !matches!(s, Handshake::Pending))
+            .await
+            .map_err(|_| Error::lost("connection closed during the handshake"))?;
+        match &*state {
+            Handshake::Failed(closed) => Err(closed.error()),
+            _ => Ok(()),
+        }
     }
 
     pub(crate) fn max_frame_len(&self) -> usize {
@@ -132,7 +153,7 @@ impl Connection {
     }
 
     /// Registers call `id` and queues its request frame.
-    pub(crate) fn start(&self, id: u64, frame: Bytes) -> Result<oneshot::Receiver<Reply>, Error> {
+    pub(crate) fn start(&self, id: u64, frame: Parts) -> Result<oneshot::Receiver<Reply>, Error> {
         if self.going_away.load(Ordering::Acquire) {
             return Err(Error::ShuttingDown);
         }
@@ -156,7 +177,7 @@ impl Connection {
         let was_pending = self.pending.lock().unwrap().calls.remove(&id).is_some();
         if was_pending {
             let frame = wire::encode_envelope(envelope::Kind::Cancel(wire::Cancel { call_id: id }));
-            let _ = self.out.send(frame);
+            let _ = self.out.send(Parts::whole(frame));
         }
     }
 
@@ -168,6 +189,13 @@ impl Connection {
 
     /// Fails every call in flight and refuses new ones.
     fn close(&self, why: Closed) {
+        self.handshake.send_if_modified(|state| {
+            let pending = matches!(state, Handshake::Pending);
+            if pending {
+                *state = Handshake::Failed(why.clone());
+            }
+            pending
+        });
         let calls = {
             let mut pending = self.pending.lock().unwrap();
             pending.closed.get_or_insert(why.clone());
@@ -179,33 +207,49 @@ impl Connection {
     }
 }
 
-async fn write_loop<W: AsyncWrite + Unpin>(
-    mut writer: FrameWriter<W>,
-    mut rx: mpsc::UnboundedReceiver<Bytes>,
-    conn: Weak<Connection>,
-) {
-    while let Some(frame) = rx.recv().await {
-        let mut result = writer.feed(frame).await;
-        // Everything queued meanwhile goes out in the same write.
-        while result.is_ok() {
-            match rx.try_recv() {
-                Ok(frame) => result = writer.feed(frame).await,
-                Err(_) => break,
-            }
+/// Reads the server's answer to the hello: `None` if the connection may go on.
+async fn read_hello_reply<R: AsyncRead + Unpin>(reader: &mut FrameReader<R>) -> Option<Closed> {
+    let frame = match tokio::time::timeout(HANDSHAKE_TIMEOUT, reader.next()).await {
+        Err(_) => {
+            return Some(Closed::Lost(
+                "the server did not answer the handshake".into(),
+            ));
         }
-        if let Err(e) = result.and(writer.flush().await) {
-            tracing::debug!(error = %e, "client connection write failed");
-            if let Some(conn) = conn.upgrade() {
-                conn.close(Closed::Lost(format!("write failed: {e}").into()));
-            }
-            return;
+        Ok(None) => {
+            return Some(Closed::Lost(
+                "the server closed the connection during the handshake".into(),
+            ));
         }
+        Ok(Some(Err(e))) => return Some(Closed::Lost(e.to_string().into())),
+        Ok(Some(Ok(frame))) => frame,
+    };
+    match wire::HelloReply::decode(frame) {
+        Err(e) => Some(Closed::Lost(
+            format!("handshake reply does not decode: {e}").into(),
+        )),
+        Ok(wire::HelloReply {
+            refusal: Some(refusal),
+            ..
+        }) => Some(Closed::Refused(
+            wire::refuse_reason(refusal.reason),
+            refusal.message.into(),
+        )),
+        Ok(_) => None,
     }
-    // Every handle to the connection is gone: close our side so the server sees a clean end.
-    let _ = writer.close().await;
 }
 
 async fn read_loop<R: AsyncRead + Unpin>(mut reader: FrameReader<R>, conn: Weak<Connection>) {
+    if let Some(why) = read_hello_reply(&mut reader).await {
+        tracing::debug!(reason = ?why, "handshake failed");
+        if let Some(conn) = conn.upgrade() {
+            conn.close(why);
+        }
+        return;
+    }
+    match conn.upgrade() {
+        Some(conn) => conn.handshake.send_replace(Handshake::Accepted),
+        None => return,
+    };
     let why = loop {
         let next = reader.next().await;
         // Once every client handle is gone, nobody waits for anything.

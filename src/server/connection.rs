@@ -5,7 +5,6 @@ use std::future::poll_fn;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use prost::Message;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, watch};
@@ -16,7 +15,7 @@ use super::catch::CatchUnwind;
 use super::request::{Reply, ServerRequest, ServerResponse};
 use super::{BoxError, Config};
 use crate::ipc::{LocalStream, PeerCredentials};
-use crate::transport::{FrameReader, FrameWriter};
+use crate::transport::{FrameReader, FrameWriter, Parts, write_loop};
 use crate::wire::{self, Code, envelope, response};
 use crate::{CallContext, Metadata, ServiceInfo};
 
@@ -114,7 +113,11 @@ pub(crate) async fn serve_connection<S>(
     tracing::debug!(?peer_pid, service = info.name(), "connection accepted");
 
     let (out, rx) = mpsc::unbounded_channel();
-    let writer_task = tokio::spawn(write_loop(writer, rx));
+    let writer_task = tokio::spawn(async move {
+        if let Err(e) = write_loop(writer, rx).await {
+            tracing::debug!(error = %e, "server connection write failed");
+        }
+    });
     let in_flight = Arc::new(InFlight::default());
     // However this task ends (even aborted at the end of a grace period), calls still
     // running have nobody to answer to.
@@ -127,7 +130,8 @@ pub(crate) async fn serve_connection<S>(
             frame = reader.next() => frame,
             _ = stop.changed(), if !going_away => {
                 going_away = true;
-                let _ = out.send(wire::encode_envelope(envelope::Kind::GoAway(wire::GoAway {})));
+                let go_away = wire::encode_envelope(envelope::Kind::GoAway(wire::GoAway {}));
+                let _ = out.send(Parts::whole(go_away));
                 if in_flight.is_empty() { break }
                 continue;
             }
@@ -221,7 +225,7 @@ fn server_request(
 async fn run_call<S>(
     mut svc: S,
     req: ServerRequest,
-    out: mpsc::UnboundedSender<Bytes>,
+    out: mpsc::UnboundedSender<Parts>,
     in_flight: Arc<InFlight>,
     _permit: OwnedSemaphorePermit,
     config: Arc<Config>,
@@ -276,16 +280,12 @@ fn layer_error(e: BoxError) -> Reply {
     Reply::Error(wire::Status::new(code, e.to_string()))
 }
 
-fn response_frame(call_id: u64, reply: Reply, config: &Config) -> Bytes {
-    let result = match reply {
-        Reply::Ok(value) => response::Result::Ok(value),
-        Reply::AppError(err) => response::Result::AppError(err),
-        Reply::Error(status) => response::Result::Error(status),
+fn response_frame(call_id: u64, reply: Reply, config: &Config) -> Parts {
+    let frame = match reply {
+        Reply::Ok(value) => wire::response_parts(call_id, false, value),
+        Reply::AppError(err) => wire::response_parts(call_id, true, err),
+        Reply::Error(status) => status_frame(call_id, status),
     };
-    let frame = wire::encode_envelope(envelope::Kind::Response(wire::Response {
-        call_id,
-        result: Some(result),
-    }));
     if frame.len() <= config.max_frame_len {
         return frame;
     }
@@ -297,28 +297,14 @@ fn response_frame(call_id: u64, reply: Reply, config: &Config) -> Bytes {
             config.max_frame_len
         ),
     );
-    wire::encode_envelope(envelope::Kind::Response(wire::Response {
-        call_id,
-        result: Some(response::Result::Error(status)),
-    }))
+    status_frame(call_id, status)
 }
 
-async fn write_loop<W: tokio::io::AsyncWrite + Unpin>(
-    mut writer: FrameWriter<W>,
-    mut rx: mpsc::UnboundedReceiver<Bytes>,
-) {
-    while let Some(frame) = rx.recv().await {
-        let mut result = writer.feed(frame).await;
-        while result.is_ok() {
-            match rx.try_recv() {
-                Ok(frame) => result = writer.feed(frame).await,
-                Err(_) => break,
-            }
-        }
-        if let Err(e) = result.and(writer.flush().await) {
-            tracing::debug!(error = %e, "server connection write failed");
-            return;
-        }
-    }
-    let _ = writer.close().await;
+fn status_frame(call_id: u64, status: wire::Status) -> Parts {
+    Parts::whole(wire::encode_envelope(envelope::Kind::Response(
+        wire::Response {
+            call_id,
+            result: Some(response::Result::Error(status)),
+        },
+    )))
 }

@@ -43,20 +43,28 @@ impl WriteState {
 
     /// Queues one frame, or refuses it (queueing nothing) if it is over the limit.
     pub(crate) fn push(&mut self, frame: Bytes) -> Result<(), FrameError> {
-        if frame.len() > self.max {
+        self.push_parts(&[], frame)
+    }
+
+    /// Queues one frame made of `head` followed by `body`, or refuses it (queueing nothing)
+    /// if it is over the limit. The head is always copied; a large body is not.
+    pub(crate) fn push_parts(&mut self, head: &[u8], body: Bytes) -> Result<(), FrameError> {
+        let len = head.len() + body.len();
+        if len > self.max {
             return Err(FrameError::TooLarge {
-                len: frame.len() as u64,
+                len: len as u64,
                 max: self.max,
             });
         }
-        self.staging.reserve(HEADER_LEN);
-        self.staging.put_u32_le(frame.len() as u32);
-        if frame.len() <= COPY_MAX {
-            self.staging.extend_from_slice(&frame);
+        self.staging.reserve(HEADER_LEN + head.len());
+        self.staging.put_u32_le(len as u32);
+        self.staging.extend_from_slice(head);
+        if body.len() <= COPY_MAX {
+            self.staging.extend_from_slice(&body);
         } else {
             self.stage_out();
-            self.queued += frame.len();
-            self.queue.push_back(frame);
+            self.queued += body.len();
+            self.queue.push_back(body);
         }
         Ok(())
     }

@@ -9,6 +9,7 @@ pub(crate) use messages::{
     Status, TraceContext, envelope, response,
 };
 
+use crate::transport::Parts;
 use crate::{Error, RefuseReason, ServiceInfo};
 
 /// The protocol version this crate speaks.
@@ -122,4 +123,123 @@ pub(crate) fn trace_id(trace: Option<TraceContext>) -> u128 {
     trace.map_or(0, |t| {
         (u128::from(t.trace_id_high) << 64) | u128::from(t.trace_id_low)
     })
+}
+
+/// Tag bytes of length-delimited fields: (field number << 3) | 2.
+const ENVELOPE_REQUEST: u8 = 1 << 3 | 2;
+const ENVELOPE_RESPONSE: u8 = 2 << 3 | 2;
+const REQUEST_PAYLOAD: u8 = 5 << 3 | 2;
+const RESPONSE_OK: u8 = 2 << 3 | 2;
+const RESPONSE_APP_ERROR: u8 = 3 << 3 | 2;
+
+/// Encodes `Envelope { request }` with the payload field last. Protobuf lets fields come in
+/// any order, so this is a valid encoding of the message in `proto/localrpc.proto`; putting
+/// the payload last lets it travel as a separate buffer.
+pub(crate) fn request_parts(mut request: Request, payload: Bytes) -> Parts {
+    request.payload = Bytes::new();
+    let payload_field =
+        1 + prost::encoding::encoded_len_varint(payload.len() as u64) + payload.len();
+    let request_len = request.encoded_len() + payload_field;
+    let head = envelope_head(
+        ENVELOPE_REQUEST,
+        request_len,
+        payload.len(),
+        REQUEST_PAYLOAD,
+        |buf| request.encode_raw(buf),
+    );
+    Parts { head, payload }
+}
+
+/// Encodes `Envelope { response { call_id, ok | app_error } }` with the payload last.
+pub(crate) fn response_parts(call_id: u64, app_error: bool, payload: Bytes) -> Parts {
+    let response = Response {
+        call_id,
+        result: None,
+    };
+    let tag = if app_error {
+        RESPONSE_APP_ERROR
+    } else {
+        RESPONSE_OK
+    };
+    let payload_field =
+        1 + prost::encoding::encoded_len_varint(payload.len() as u64) + payload.len();
+    let response_len = response.encoded_len() + payload_field;
+    let head = envelope_head(ENVELOPE_RESPONSE, response_len, payload.len(), tag, |buf| {
+        response.encode_raw(buf)
+    });
+    Parts { head, payload }
+}
+
+fn envelope_head(
+    envelope_tag: u8,
+    message_len: usize,
+    payload_len: usize,
+    payload_tag: u8,
+    fields: impl FnOnce(&mut BytesMut),
+) -> Bytes {
+    use bytes::BufMut;
+    let mut head = BytesMut::with_capacity(message_len - payload_len + 12);
+    head.put_u8(envelope_tag);
+    prost::encoding::encode_varint(message_len as u64, &mut head);
+    fields(&mut head);
+    head.put_u8(payload_tag);
+    prost::encoding::encode_varint(payload_len as u64, &mut head);
+    head.freeze()
+}
+
+#[cfg(test)]
+mod parts_tests {
+    use super::*;
+
+    fn joined(parts: &Parts) -> Vec<u8> {
+        [&parts.head[..], &parts.payload[..]].concat()
+    }
+
+    #[test]
+    fn request_parts_decode_as_the_message() {
+        let request = Request {
+            call_id: 300,
+            method: 2,
+            timeout_micros: Some(1_000_000),
+            trace: Some(trace_context(0x1234_5678_9abc_def0_1122_3344_5566_7788)),
+            payload: Bytes::new(),
+            metadata: [("tenant".to_string(), "blue".to_string())]
+                .into_iter()
+                .collect(),
+        };
+        for payload in [
+            Bytes::new(),
+            Bytes::from(vec![7u8; 200]),
+            Bytes::from(vec![1u8; 70_000]),
+        ] {
+            let parts = request_parts(request.clone(), payload.clone());
+            let decoded = Envelope::decode(&joined(&parts)[..]).unwrap();
+            let mut expected = request.clone();
+            expected.payload = payload;
+            assert_eq!(decoded.kind, Some(envelope::Kind::Request(expected)));
+        }
+    }
+
+    #[test]
+    fn response_parts_decode_as_the_message() {
+        for (app_error, payload) in [
+            (false, Bytes::from_static(b"ok")),
+            (true, Bytes::from(vec![3u8; 300])),
+        ] {
+            let parts = response_parts(99, app_error, payload.clone());
+            let decoded = Envelope::decode(&joined(&parts)[..]).unwrap();
+            let result = if app_error {
+                response::Result::AppError(payload)
+            } else {
+                response::Result::Ok(payload)
+            };
+            assert_eq!(
+                decoded.kind,
+                Some(envelope::Kind::Response(Response {
+                    call_id: 99,
+                    result: Some(result)
+                }))
+            );
+        }
+    }
 }
