@@ -517,4 +517,42 @@ fn summary() {
         rpc_c * 1e6,
         rpc_c / raw_c
     );
+    idle_memory(&mt);
 }
+
+/// Resident memory of a server process per idle client connection.
+#[cfg(target_os = "linux")]
+fn idle_memory(rt: &tokio::runtime::Runtime) {
+    fn rss_kib(pid: u32) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
+    const CONNECTIONS: usize = 1000;
+    let server = ServerProc::start("rpc");
+    let pid = server.child.id();
+    // Warm the server up with one connection, so that what follows is per connection.
+    let warm = rt.block_on(EchoClient::connect(server.name.as_str())).unwrap();
+    rt.block_on(warm.echo(ByteBuf::from(vec![1u8; 16]))).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let before = rss_kib(pid);
+    let clients: Vec<_> = rt.block_on(async {
+        let mut clients = Vec::with_capacity(CONNECTIONS);
+        for _ in 0..CONNECTIONS {
+            let c = EchoClient::connect(server.name.as_str()).await.unwrap();
+            c.get_ref().handshake().await.unwrap();
+            clients.push(c);
+        }
+        clients
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let after = rss_kib(pid);
+    println!(
+        "idle memory    {CONNECTIONS} connections: server RSS {before} KiB -> {after} KiB, {:.1} KiB per connection",
+        (after.saturating_sub(before)) as f64 / CONNECTIONS as f64
+    );
+    drop(clients);
+}
+
+#[cfg(not(target_os = "linux"))]
+fn idle_memory(_rt: &tokio::runtime::Runtime) {}
