@@ -532,8 +532,11 @@ fn idle_memory(rt: &tokio::runtime::Runtime) {
     let server = ServerProc::start("rpc");
     let pid = server.child.id();
     // Warm the server up with one connection, so that what follows is per connection.
-    let warm = rt.block_on(EchoClient::connect(server.name.as_str())).unwrap();
-    rt.block_on(warm.echo(ByteBuf::from(vec![1u8; 16]))).unwrap();
+    let warm = rt
+        .block_on(EchoClient::connect(server.name.as_str()))
+        .unwrap();
+    rt.block_on(warm.echo(ByteBuf::from(vec![1u8; 16])))
+        .unwrap();
     std::thread::sleep(Duration::from_millis(200));
     let before = rss_kib(pid);
     let clients: Vec<_> = rt.block_on(async {
