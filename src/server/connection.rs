@@ -1,77 +1,44 @@
-//! One server connection: handshake, then a reader that dispatches each call to its own task
-//! (bounded per connection), and a writer task that coalesces responses.
+//! One server connection, driven by a single task: it reads requests, runs the calls
+//! concurrently (as futures of this task, not tasks of their own, so a call costs no task
+//! hop), and writes the responses, batching those that are ready together.
+//!
+//! Calls interleave at their `.await` points; a handler that computes for long without
+//! awaiting holds up the other calls of its connection (not those of other connections), so
+//! heavy work belongs in `tokio::task::spawn_blocking`.
 use std::collections::HashMap;
-use std::future::poll_fn;
-use std::sync::{Arc, Mutex};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use futures_util::{SinkExt, StreamExt};
+use bytes::Bytes;
+use futures_util::future::{AbortHandle, Abortable};
+use futures_util::stream::FuturesUnordered;
+use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use prost::Message;
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, watch};
-use tokio::task::AbortHandle;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::watch;
 use tracing::Instrument;
 
 use super::catch::CatchUnwind;
 use super::request::{Reply, ServerRequest, ServerResponse};
 use super::{BoxError, Config};
 use crate::ipc::{LocalStream, PeerCredentials};
-use crate::transport::{FrameReader, FrameWriter, Parts, write_loop};
+use crate::transport::{FrameReader, FrameWriter, Parts};
 use crate::wire::{self, Code, envelope, response};
 use crate::{CallContext, Metadata, ServiceInfo};
 
 /// How long a client has to send its hello.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Calls in flight on one connection, so that they can be cancelled one by one or all at once.
-#[derive(Default)]
-struct InFlight {
-    calls: Mutex<HashMap<u64, AbortHandle>>,
-    idle: Notify,
-}
-
-impl InFlight {
-    fn finish(&self, id: u64) {
-        let mut calls = self.calls.lock().unwrap();
-        calls.remove(&id);
-        if calls.is_empty() {
-            self.idle.notify_waiters();
-        }
-    }
-
-    fn cancel(&self, id: u64) {
-        if let Some(handle) = self.calls.lock().unwrap().remove(&id) {
-            handle.abort();
-        }
-        self.finish(id);
-    }
-
-    fn is_empty(&self) -> bool {
-        self.calls.lock().unwrap().is_empty()
-    }
-}
-
-struct AbortOnDrop(Arc<InFlight>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort_all();
-    }
-}
-
-impl InFlight {
-    fn abort_all(&self) {
-        for (_, handle) in self.calls.lock().unwrap().drain() {
-            handle.abort();
-        }
-    }
-}
+type CallFuture = Pin<Box<dyn Future<Output = (u64, Option<Reply>)> + Send>>;
 
 pub(crate) async fn serve_connection<S>(
     stream: LocalStream,
     svc: S,
     info: &'static ServiceInfo,
     config: Arc<Config>,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) where
     S: tower::Service<ServerRequest, Response = ServerResponse> + Clone + Send + 'static,
     S::Error: Into<BoxError>,
@@ -112,90 +79,156 @@ pub(crate) async fn serve_connection<S>(
     }
     tracing::debug!(?peer_pid, service = info.name(), "connection accepted");
 
-    let (out, rx) = mpsc::unbounded_channel();
-    let writer_task = tokio::spawn(async move {
-        if let Err(e) = write_loop(writer, rx).await {
-            tracing::debug!(error = %e, "server connection write failed");
-        }
-    });
-    let in_flight = Arc::new(InFlight::default());
-    // However this task ends (even aborted at the end of a grace period), calls still
-    // running have nobody to answer to.
-    let _abort_on_exit = AbortOnDrop(in_flight.clone());
-    let permits = Arc::new(Semaphore::new(config.max_concurrent_calls));
-    let mut going_away = false;
+    let mut stop = stop;
+    let mut driver = Driver {
+        reader,
+        writer,
+        svc,
+        info,
+        peer,
+        config,
+        calls: FuturesUnordered::new(),
+        aborts: HashMap::new(),
+        stop: Box::pin(async move {
+            let _ = stop.changed().await;
+        }),
+        going_away: false,
+        unflushed: false,
+    };
+    std::future::poll_fn(|cx| driver.poll(cx)).await;
+    let _ = driver.writer.close().await;
+}
 
-    loop {
-        let frame = tokio::select! {
-            frame = reader.next() => frame,
-            _ = stop.changed(), if !going_away => {
-                going_away = true;
+struct Driver<R, W, S> {
+    reader: FrameReader<R>,
+    writer: FrameWriter<W>,
+    svc: S,
+    info: &'static ServiceInfo,
+    peer: Option<PeerCredentials>,
+    config: Arc<Config>,
+    calls: FuturesUnordered<CallFuture>,
+    aborts: HashMap<u64, AbortHandle>,
+    stop: Pin<Box<dyn Future<Output = ()> + Send>>,
+    going_away: bool,
+    unflushed: bool,
+}
+
+impl<R, W, S> Driver<R, W, S>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+    S: tower::Service<ServerRequest, Response = ServerResponse> + Clone + Send + 'static,
+    S::Error: Into<BoxError>,
+    S::Future: Send + 'static,
+{
+    /// Drives the connection; ready when it is over. Dropping the driver drops the calls
+    /// still running: nobody is left to answer.
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        loop {
+            let mut progress = false;
+
+            if !self.going_away && self.stop.as_mut().poll(cx).is_ready() {
+                self.going_away = true;
                 let go_away = wire::encode_envelope(envelope::Kind::GoAway(wire::GoAway {}));
-                let _ = out.send(Parts::whole(go_away));
-                if in_flight.is_empty() { break }
-                continue;
+                self.respond(Parts::whole(go_away));
+                progress = true;
             }
-            () = in_flight.idle.notified(), if going_away => {
-                if in_flight.is_empty() { break }
-                continue;
-            }
-        };
-        let frame = match frame {
-            Some(Ok(frame)) => frame,
-            Some(Err(e)) => {
-                config.connection_error(&e.into(), peer);
-                break;
-            }
-            None => break,
-        };
-        let kind = match wire::Envelope::decode(frame) {
-            Ok(wire::Envelope { kind: Some(kind) }) => kind,
-            Ok(_) => continue,
-            Err(e) => {
-                let error = crate::Error::Protocol(format!("undecodable envelope: {e}"));
-                config.connection_error(&error, peer);
-                break;
-            }
-        };
-        match kind {
-            envelope::Kind::Request(req) => {
-                if going_away {
-                    let status = wire::Status::new(Code::ShuttingDown, "server is shutting down");
-                    let _ = out.send(response_frame(req.call_id, Reply::Error(status), &config));
-                    continue;
+
+            // Read while there is room for more calls; at the limit, stop reading until a
+            // call finishes: back-pressure to the client.
+            while self.calls.len() < self.config.max_concurrent_calls {
+                match Pin::new(&mut self.reader).poll_next(cx) {
+                    Poll::Ready(Some(Ok(frame))) => {
+                        progress = true;
+                        if !self.on_frame(frame) {
+                            return Poll::Ready(());
+                        }
+                    }
+                    Poll::Ready(Some(Err(e))) => {
+                        self.config.connection_error(&e.into(), self.peer);
+                        return Poll::Ready(());
+                    }
+                    // The client closed its side: nobody waits for the calls in flight.
+                    Poll::Ready(None) => return Poll::Ready(()),
+                    Poll::Pending => break,
                 }
-                // At the limit, stop reading until a call finishes: back-pressure to the client.
-                let Ok(permit) = permits.clone().acquire_owned().await else {
-                    break;
-                };
-                let id = req.call_id;
-                let request = server_request(req, info, peer);
-                let mut calls = in_flight.calls.lock().unwrap();
-                let task = tokio::spawn(run_call(
-                    svc.clone(),
-                    request,
-                    out.clone(),
-                    in_flight.clone(),
-                    permit,
-                    config.clone(),
-                ));
-                calls.insert(id, task.abort_handle());
             }
-            envelope::Kind::Cancel(cancel) => {
-                tracing::debug!(call_id = cancel.call_id, "call cancelled by the client");
-                in_flight.cancel(cancel.call_id);
+
+            while let Poll::Ready(Some((id, reply))) = self.calls.poll_next_unpin(cx) {
+                progress = true;
+                self.aborts.remove(&id);
+                if let Some(reply) = reply {
+                    let frame = response_frame(id, reply, &self.config);
+                    self.respond(frame);
+                }
             }
-            envelope::Kind::Response(_) | envelope::Kind::GoAway(_) => {
-                tracing::debug!(
-                    ?peer_pid,
-                    "ignoring a server-bound response or go-away from the client"
-                );
+
+            if self.unflushed {
+                match Pin::new(&mut self.writer).poll_flush(cx) {
+                    Poll::Ready(Ok(())) => self.unflushed = false,
+                    Poll::Ready(Err(e)) => {
+                        tracing::debug!(error = %e, "server connection write failed");
+                        return Poll::Ready(());
+                    }
+                    Poll::Pending => {}
+                }
+            }
+
+            if self.going_away && self.calls.is_empty() && !self.unflushed {
+                return Poll::Ready(());
+            }
+            if !progress {
+                return Poll::Pending;
             }
         }
     }
-    drop(_abort_on_exit);
-    drop(out);
-    let _ = writer_task.await;
+
+    fn respond(&mut self, frame: Parts) {
+        // Responses are bounded by the calls in flight, so the write buffer is too.
+        if let Err(e) = self.writer.push_parts(&frame.head, frame.payload) {
+            tracing::error!(error = %e, "response refused by the framing layer");
+        }
+        self.unflushed = true;
+    }
+
+    /// Handles one frame; `false` ends the connection.
+    fn on_frame(&mut self, frame: Bytes) -> bool {
+        let kind = match wire::Envelope::decode(frame) {
+            Ok(wire::Envelope { kind: Some(kind) }) => kind,
+            Ok(_) => return true,
+            Err(e) => {
+                let error = crate::Error::Protocol(format!("undecodable envelope: {e}"));
+                self.config.connection_error(&error, self.peer);
+                return false;
+            }
+        };
+        match kind {
+            envelope::Kind::Request(req) if self.going_away => {
+                let status = wire::Status::new(Code::ShuttingDown, "server is shutting down");
+                let frame = response_frame(req.call_id, Reply::Error(status), &self.config);
+                self.respond(frame);
+            }
+            envelope::Kind::Request(req) => {
+                let id = req.call_id;
+                let request = server_request(req, self.info, self.peer);
+                let (abort, registration) = AbortHandle::new_pair();
+                let fut = Abortable::new(run_call(self.svc.clone(), request), registration);
+                self.aborts.insert(id, abort);
+                self.calls
+                    .push(Box::pin(async move { (id, fut.await.ok()) }));
+            }
+            envelope::Kind::Cancel(cancel) => {
+                tracing::debug!(call_id = cancel.call_id, "call cancelled by the client");
+                if let Some(abort) = self.aborts.remove(&cancel.call_id) {
+                    abort.abort();
+                }
+            }
+            envelope::Kind::Response(_) | envelope::Kind::GoAway(_) => {
+                tracing::debug!("ignoring a server-bound response or go-away from the client");
+            }
+        }
+        true
+    }
 }
 
 fn server_request(
@@ -222,14 +255,9 @@ fn server_request(
     }
 }
 
-async fn run_call<S>(
-    mut svc: S,
-    req: ServerRequest,
-    out: mpsc::UnboundedSender<Parts>,
-    in_flight: Arc<InFlight>,
-    _permit: OwnedSemaphorePermit,
-    config: Arc<Config>,
-) where
+/// Runs one call through the service stack: its deadline, its context, panics caught.
+async fn run_call<S>(mut svc: S, req: ServerRequest) -> Reply
+where
     S: tower::Service<ServerRequest, Response = ServerResponse> + Send + 'static,
     S::Error: Into<BoxError>,
     S::Future: Send + 'static,
@@ -242,16 +270,17 @@ async fn run_call<S>(
         peer_pid = ?ctx.peer.and_then(|p| p.pid()),
         trace_id = %format_args!("{:032x}", ctx.trace_id),
     );
-    let call = ctx.clone().scope(async move {
-        poll_fn(|cx| svc.poll_ready(cx)).await?;
+    let deadline = ctx.deadline;
+    let call = ctx.scope(async move {
+        std::future::poll_fn(|cx| svc.poll_ready(cx)).await?;
         svc.call(req).await
     });
     let call = CatchUnwind(Box::pin(call.instrument(span.clone())));
-    let outcome = match ctx.deadline {
+    let outcome = match deadline {
         Some(deadline) => tokio::time::timeout_at(deadline.into(), call).await.ok(),
         None => Some(call.await),
     };
-    let reply = match outcome {
+    match outcome {
         None => {
             tracing::debug!(parent: &span, "deadline exceeded; handler dropped");
             Reply::Error(wire::Status::new(
@@ -265,9 +294,7 @@ async fn run_call<S>(
         }
         Some(Ok(Err(e))) => layer_error(e.into()),
         Some(Ok(Ok(resp))) => resp.reply,
-    };
-    let _ = out.send(response_frame(ctx.call_id, reply, &config));
-    in_flight.finish(ctx.call_id);
+    }
 }
 
 /// A tower layer's error, as the client will see it.

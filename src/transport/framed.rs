@@ -244,6 +244,14 @@ impl<W> FrameWriter<W> {
     }
 }
 
+impl<W> FrameWriter<W> {
+    /// Queues a frame made of two buffers without waiting for room (the caller bounds what
+    /// it queues), without copying a large `body`.
+    pub(crate) fn push_parts(&mut self, head: &[u8], body: Bytes) -> Result<(), FrameError> {
+        self.write.push_parts(head, body)
+    }
+}
+
 impl<W: AsyncWrite + Unpin> FrameWriter<W> {
     /// Queues a frame made of two buffers (waiting for room first, like `SinkExt::feed`),
     /// without copying a large `body`.
