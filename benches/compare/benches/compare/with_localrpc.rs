@@ -1,0 +1,50 @@
+//! localrpc: the service of `benches/rpc.rs`, postcard over its own framing.
+use std::path::Path;
+
+use serde_bytes::ByteBuf;
+
+use crate::contender::Contender;
+use crate::raw::name;
+
+/// The echo service under test.
+#[localrpc::service]
+trait Echo {
+    async fn echo(&self, data: ByteBuf) -> ByteBuf;
+}
+
+struct EchoImpl;
+
+impl Echo for EchoImpl {
+    async fn echo(&self, data: ByteBuf) -> ByteBuf {
+        data
+    }
+}
+
+/// A localrpc client on one connection.
+#[derive(Clone)]
+pub(crate) struct Localrpc(EchoClient);
+
+impl Contender for Localrpc {
+    const NAME: &'static str = "localrpc";
+    type Payload = ByteBuf;
+
+    fn payload(data: Vec<u8>) -> ByteBuf {
+        ByteBuf::from(data)
+    }
+
+    async fn serve(path: &Path) {
+        let server = localrpc::Server::builder()
+            .bind(name(path).as_str())
+            .unwrap();
+        crate::server::ready();
+        server.serve(EchoServer::new(EchoImpl)).await.unwrap();
+    }
+
+    async fn connect(path: &Path) -> Self {
+        Localrpc(EchoClient::connect(name(path).as_str()).await.unwrap())
+    }
+
+    async fn echo(&mut self, data: ByteBuf) -> usize {
+        self.0.echo(data).await.unwrap().len()
+    }
+}
