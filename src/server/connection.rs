@@ -65,7 +65,9 @@ pub(crate) async fn serve_connection<S>(
     };
     let reply = wire::answer(hello.as_ref(), info);
     let refused = reply.refusal.clone();
-    if writer.send(wire::encode(&reply)).await.is_err() {
+    // An accepted reply is not flushed on its own: it goes out with the first response,
+    // since a client sends its first call right behind the hello.
+    if writer.feed(wire::encode(&reply)).await.is_err() {
         return;
     }
     if let Some(refusal) = refused {
@@ -74,7 +76,7 @@ pub(crate) async fn serve_connection<S>(
             message: refusal.message,
         };
         config.connection_error(&error, peer);
-        let _ = writer.close().await;
+        let _ = writer.close().await; // flushes the refusal
         return;
     }
     tracing::debug!(?peer_pid, service = info.name(), "connection accepted");
@@ -93,7 +95,7 @@ pub(crate) async fn serve_connection<S>(
             let _ = stop.changed().await;
         }),
         going_away: false,
-        unflushed: false,
+        unflushed: true,
     };
     std::future::poll_fn(|cx| driver.poll(cx)).await;
     let _ = driver.writer.close().await;
