@@ -316,7 +316,7 @@ impl Client {
             trace_id = %format_args!("{trace_id:032x}"),
         );
         async move {
-            let rx = conn.start(id, frame)?;
+            let rx = conn.start(id, frame).await?;
             let mut guard = CancelOnDrop {
                 conn: &conn,
                 id,
@@ -345,7 +345,7 @@ impl Client {
 
 /// Sends a cancel for a call whose caller stopped waiting.
 struct CancelOnDrop<'a> {
-    conn: &'a Connection,
+    conn: &'a Arc<Connection>,
     id: u64,
     armed: bool,
 }

@@ -8,10 +8,11 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use prost::Message;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{oneshot, watch};
 
 use super::CallResponse;
-use crate::transport::{FrameReader, FrameWriter, Parts, write_loop};
+use super::writer::{PumpGuard, SharedWriter, pump_later};
+use crate::transport::{FrameError, FrameReader, Parts};
 use crate::wire::{self, envelope, response};
 use crate::{Error, RefuseReason, ServiceInfo};
 
@@ -22,7 +23,7 @@ pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug)]
 pub(crate) struct Connection {
-    out: mpsc::UnboundedSender<Parts>,
+    writer: Arc<SharedWriter>,
     pending: Mutex<Pending>,
     next_id: AtomicU64,
     going_away: AtomicBool,
@@ -84,13 +85,10 @@ impl Connection {
         W: AsyncWrite + Unpin + Send + 'static,
     {
         let reader = FrameReader::with_max_frame_len(reader, max_frame_len);
-        let writer = FrameWriter::with_max_frame_len(writer, max_frame_len);
-        let (out, rx) = mpsc::unbounded_channel();
-        let hello = wire::encode(&wire::hello(info));
-        out.send(Parts::whole(hello))
-            .expect("the receiver is right here");
+        let writer = Arc::new(SharedWriter::new(writer, max_frame_len));
+        writer.push(Parts::whole(wire::encode(&wire::hello(info))));
         let conn = Arc::new(Connection {
-            out,
+            writer: writer.clone(),
             pending: Mutex::new(Pending::default()),
             next_id: AtomicU64::new(1),
             going_away: AtomicBool::new(false),
@@ -98,15 +96,8 @@ impl Connection {
             max_frame_len,
             server_pid,
         });
-        let weak = Arc::downgrade(&conn);
-        tokio::spawn(async move {
-            if let Err(e) = write_loop(writer, rx).await {
-                tracing::debug!(error = %e, "client connection write failed");
-                if let Some(conn) = weak.upgrade() {
-                    conn.close(Closed::Lost(format!("write failed: {e}").into()));
-                }
-            }
-        });
+        // The hello goes out even if no call follows (handshake() may be waiting for it).
+        pump_later(writer, conn.on_write_error());
         tokio::spawn(read_loop(reader, Arc::downgrade(&conn)));
         conn
     }
@@ -152,8 +143,24 @@ impl Connection {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Registers call `id` and queues its request frame.
-    pub(crate) fn start(&self, id: u64, frame: Parts) -> Result<oneshot::Receiver<Reply>, Error> {
+    /// What to do when a write fails: fail every call, since the stream is broken.
+    fn on_write_error(self: &Arc<Self>) -> impl FnOnce(FrameError) + Send + 'static {
+        let conn = Arc::downgrade(self);
+        move |e| {
+            tracing::debug!(error = %e, "client connection write failed");
+            if let Some(conn) = conn.upgrade() {
+                conn.close(Closed::Lost(format!("write failed: {e}").into()));
+            }
+        }
+    }
+
+    /// Registers call `id`, then writes its request (with any others queued meanwhile)
+    /// unless another caller is writing, which then writes it.
+    pub(crate) async fn start(
+        self: &Arc<Self>,
+        id: u64,
+        frame: Parts,
+    ) -> Result<oneshot::Receiver<Reply>, Error> {
         if self.going_away.load(Ordering::Acquire) {
             return Err(Error::ShuttingDown);
         }
@@ -165,19 +172,26 @@ impl Connection {
             }
             pending.calls.insert(id, tx);
         }
-        if self.out.send(frame).is_err() {
-            self.pending.lock().unwrap().calls.remove(&id);
-            return Err(Error::lost("the connection's writer has stopped"));
+        self.writer.push(frame);
+        let mut guard = PumpGuard {
+            writer: Some(self.writer.clone()),
+            on_error: Some(self.on_write_error()),
+        };
+        let written = self.writer.pump().await;
+        guard.writer = None;
+        if let Err(e) = written {
+            (guard.on_error.take().expect("not taken yet"))(e);
         }
         Ok(rx)
     }
 
     /// The caller stopped waiting: forget the call and tell the server to drop its handler.
-    pub(crate) fn cancel(&self, id: u64) {
+    pub(crate) fn cancel(self: &Arc<Self>, id: u64) {
         let was_pending = self.pending.lock().unwrap().calls.remove(&id).is_some();
         if was_pending {
             let frame = wire::encode_envelope(envelope::Kind::Cancel(wire::Cancel { call_id: id }));
-            let _ = self.out.send(Parts::whole(frame));
+            self.writer.push(Parts::whole(frame));
+            pump_later(self.writer.clone(), self.on_write_error());
         }
     }
 

@@ -3,6 +3,7 @@
 mod client;
 mod connection;
 mod request;
+mod writer;
 
 use std::time::Duration;
 

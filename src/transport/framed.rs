@@ -252,15 +252,6 @@ impl<W> FrameWriter<W> {
     }
 }
 
-impl<W: AsyncWrite + Unpin> FrameWriter<W> {
-    /// Queues a frame made of two buffers (waiting for room first, like `SinkExt::feed`),
-    /// without copying a large `body`.
-    pub(crate) async fn feed_parts(&mut self, head: &[u8], body: Bytes) -> Result<(), FrameError> {
-        std::future::poll_fn(|cx| poll_ready(&mut self.write, Pin::new(&mut self.io), cx)).await?;
-        self.write.push_parts(head, body)
-    }
-}
-
 impl<W: AsyncWrite + Unpin> Sink<Bytes> for FrameWriter<W> {
     type Error = FrameError;
 
