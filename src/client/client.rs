@@ -316,27 +316,32 @@ impl Client {
             trace_id = %format_args!("{trace_id:032x}"),
         );
         async move {
-            let rx = conn.start(id, frame).await?;
+            // Armed before the request is written: a caller that goes away (or runs out of
+            // time) while its request is still being written cancels it all the same.
             let mut guard = CancelOnDrop {
                 conn: &conn,
                 id,
                 armed: true,
             };
+            let call = async {
+                let rx = conn.start(id, frame).await?;
+                match rx.await {
+                    Ok(reply) => reply,
+                    Err(_) => Err(conn.unusable_error()),
+                }
+            };
             let outcome = match deadline {
-                Some(d) => match tokio::time::timeout_at(d.into(), rx).await {
+                Some(d) => match tokio::time::timeout_at(d.into(), call).await {
                     Ok(outcome) => outcome,
                     Err(_) => {
                         tracing::debug!("deadline exceeded; cancelling on the server");
                         return Err(Error::DeadlineExceeded); // the guard sends the cancel
                     }
                 },
-                None => rx.await,
+                None => call.await,
             };
             guard.armed = false;
-            match outcome {
-                Ok(reply) => reply,
-                Err(_) => Err(conn.unusable_error()),
-            }
+            outcome
         }
         .instrument(span)
         .await
