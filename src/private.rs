@@ -8,6 +8,7 @@ use bytes::BytesMut;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::codec::decoding_from;
 use crate::codec::postcard::{decode, encode as encode_into};
 use crate::wire::Code;
 
@@ -85,7 +86,7 @@ where
     T: DeserializeOwned,
 {
     match call_raw(svc, opts, info, method, args).await? {
-        CallResponse::Ok(value) => Ok(decode(&value)?),
+        CallResponse::Ok(value) => Ok(decoding_from(&value, || decode(&value))?),
         CallResponse::AppError(_) => Err(Error::Protocol(
             "application error for a method that declares none".into(),
         )),
@@ -107,8 +108,8 @@ where
     E: DeserializeOwned,
 {
     match call_raw(svc, opts, info, method, args).await? {
-        CallResponse::Ok(value) => Ok(Ok(decode(&value)?)),
-        CallResponse::AppError(err) => Ok(Err(decode(&err)?)),
+        CallResponse::Ok(value) => Ok(Ok(decoding_from(&value, || decode(&value))?)),
+        CallResponse::AppError(err) => Ok(Err(decoding_from(&err, || decode(&err))?)),
     }
 }
 
@@ -132,7 +133,7 @@ where
     F: FnOnce(A) -> Fut,
     Fut: Future<Output = T> + Send + 'static,
 {
-    let args: A = match decode(req.payload()) {
+    let args: A = match decoding_from(req.payload(), || decode(req.payload())) {
         Ok(args) => args,
         Err(e) => return bad_request(e),
     };
@@ -149,7 +150,7 @@ where
     F: FnOnce(A) -> Fut,
     Fut: Future<Output = Result<T, E>> + Send + 'static,
 {
-    let args: A = match decode(req.payload()) {
+    let args: A = match decoding_from(req.payload(), || decode(req.payload())) {
         Ok(args) => args,
         Err(e) => return bad_request(e),
     };

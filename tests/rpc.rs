@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use common::{ChildProc, TempDir, Watchdog, report, rt, unique};
+use localrpc::codec::Blob;
 use localrpc::{CallContext, CallRequest, Client, Error, NamedService, RefuseReason};
 use serde::{Deserialize, Serialize};
 
@@ -28,6 +29,8 @@ trait Calculator {
     async fn boom(&self) -> u64;
     /// How many calls the server's tower layer has seen.
     async fn layer_count(&self) -> u64;
+    /// The bytes in reverse order (a `Blob`, decoded without a copy on both sides).
+    async fn reverse(&self, data: Blob) -> Blob;
 }
 
 /// The same service name with another method table: refused at connect time.
@@ -79,6 +82,11 @@ impl Calculator for Calc {
     }
     async fn layer_count(&self) -> u64 {
         self.seen_by_layer.load(Ordering::SeqCst)
+    }
+    async fn reverse(&self, data: Blob) -> Blob {
+        let mut v = data.to_vec();
+        v.reverse();
+        Blob::from(v)
     }
 }
 
@@ -213,6 +221,10 @@ fn the_contract() {
         // Clones share the connection.
         let other = calc.clone();
         assert_eq!(other.slow(1).await.unwrap(), 1);
+        // A byte payload large enough to travel in its own buffer (vectored write).
+        let data: Vec<u8> = (0..300 * 1024).map(|i| (i % 251) as u8).collect();
+        let back = calc.reverse(Blob::from(data.clone())).await.unwrap();
+        assert!(back.iter().eq(data.iter().rev()));
     });
 }
 

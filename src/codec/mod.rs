@@ -2,12 +2,15 @@
 //!
 //! A codec never sees framing: the [`transport`](crate::transport) layer hands it exactly one
 //! message. [`Postcard`] is the default.
+mod blob;
 mod error;
 pub(crate) mod postcard;
 
 use bytes::BytesMut;
 
 pub use self::postcard::Postcard;
+pub use blob::Blob;
+pub(crate) use blob::decoding_from;
 pub use error::{BoxError, DecodeError, EncodeError};
 
 /// Encodes values of type `T` into messages and decodes them back.
