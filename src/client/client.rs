@@ -276,21 +276,29 @@ impl Client {
     /// See [`CallRequest`] for building a request by hand.
     pub async fn request(&self, req: CallRequest) -> Result<CallResponse, Error> {
         let conn = self.connection().await?;
-        let now = Instant::now();
         let inherited = CallContext::with_current(|c| (c.deadline, c.trace_id));
-        let mut deadline = req.timeout.or(self.shared.timeout).map(|t| now + t);
-        if let Some((Some(outer), _)) = inherited {
-            deadline = Some(deadline.map_or(outer, |d| d.min(outer)));
-        }
+        let timeout = req.timeout.or(self.shared.timeout);
+        let outer = inherited.and_then(|(deadline, _)| deadline);
+        // The clock is read only for calls that have a deadline.
+        let (deadline, timeout_micros) = if timeout.is_none() && outer.is_none() {
+            (None, None)
+        } else {
+            let now = Instant::now();
+            let own = timeout.map(|t| now + t);
+            let deadline = match (own, outer) {
+                (Some(a), Some(b)) => a.min(b),
+                (a, b) => a.or(b).expect("one of them is set"),
+            };
+            if deadline <= now {
+                return Err(Error::DeadlineExceeded);
+            }
+            let micros = u64::try_from((deadline - now).as_micros()).unwrap_or(u64::MAX);
+            (Some(deadline), Some(micros))
+        };
         let trace_id = inherited
             .map(|(_, t)| t)
             .filter(|&t| t != 0)
             .unwrap_or_else(new_trace_id);
-        let timeout_micros = match deadline {
-            Some(d) if d <= now => return Err(Error::DeadlineExceeded),
-            Some(d) => Some(u64::try_from((d - now).as_micros()).unwrap_or(u64::MAX)),
-            None => None,
-        };
         let id = conn.next_call_id();
         let request = wire::Request {
             call_id: id,
@@ -315,7 +323,7 @@ impl Client {
             peer_pid = ?conn.server_pid(),
             trace_id = %format_args!("{trace_id:032x}"),
         );
-        async move {
+        let call = async move {
             // Armed before the request is written: a caller that goes away (or runs out of
             // time) while its request is still being written cancels it all the same.
             let mut guard = CancelOnDrop {
@@ -342,9 +350,13 @@ impl Client {
             };
             guard.armed = false;
             outcome
+        };
+        // Entering a span costs even when nothing listens; skip it then.
+        if span.is_disabled() {
+            call.await
+        } else {
+            call.instrument(span).await
         }
-        .instrument(span)
-        .await
     }
 }
 

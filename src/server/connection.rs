@@ -238,10 +238,9 @@ fn server_request(
     info: &'static ServiceInfo,
     peer: Option<PeerCredentials>,
 ) -> ServerRequest {
-    let now = Instant::now();
     let deadline = req
         .timeout_micros
-        .and_then(|us| now.checked_add(Duration::from_micros(us)));
+        .and_then(|us| Instant::now().checked_add(Duration::from_micros(us)));
     ServerRequest {
         service: info,
         method: req.method,
@@ -277,7 +276,13 @@ where
         std::future::poll_fn(|cx| svc.poll_ready(cx)).await?;
         svc.call(req).await
     });
-    let call = CatchUnwind(Box::pin(call.instrument(span.clone())));
+    // Entering a span costs even when nothing listens; skip it then.
+    let call: Pin<Box<dyn Future<Output = _> + Send>> = if span.is_disabled() {
+        Box::pin(call)
+    } else {
+        Box::pin(call.instrument(span.clone()))
+    };
+    let call = CatchUnwind(call);
     let outcome = match deadline {
         Some(deadline) => tokio::time::timeout_at(deadline.into(), call).await.ok(),
         None => Some(call.await),
