@@ -9,10 +9,12 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput};
+#[path = "shared/raw.rs"]
+mod raw;
+
 use localrpc::codec::Blob;
-use localrpc::ipc::{self, LocalListener, LocalStream};
+use localrpc::ipc::{self, LocalStream};
 use serde_bytes::ByteBuf;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// The echo service under test.
 #[localrpc::service]
@@ -90,19 +92,7 @@ fn serve(role: &str, name: &str) {
                     ready();
                     server.serve(BlobEchoServer::new(EchoImpl)).await.unwrap();
                 } else {
-                    let listener = LocalListener::bind(name).unwrap();
-                    ready();
-                    loop {
-                        let mut s = listener.accept().await.unwrap();
-                        tokio::spawn(async move {
-                            let mut buf = Vec::new();
-                            while let Ok(n) = read_frame(&mut s, &mut buf).await {
-                                if write_frame(&mut s, &buf[..n]).await.is_err() {
-                                    break;
-                                }
-                            }
-                        });
-                    }
+                    raw::serve(name, ready).await;
                 }
             });
         }
@@ -113,21 +103,6 @@ fn serve(role: &str, name: &str) {
 fn ready() {
     println!("ready");
     std::io::stdout().flush().unwrap();
-}
-
-async fn read_frame(s: &mut LocalStream, buf: &mut Vec<u8>) -> std::io::Result<usize> {
-    let n = s.read_u32_le().await? as usize;
-    buf.resize(n, 0);
-    s.read_exact(&mut buf[..n]).await?;
-    Ok(n)
-}
-
-async fn write_frame(s: &mut LocalStream, data: &[u8]) -> std::io::Result<()> {
-    // One write for header and payload, as a careful raw implementation would do.
-    let mut out = Vec::with_capacity(4 + data.len());
-    out.extend_from_slice(&(data.len() as u32).to_le_bytes());
-    out.extend_from_slice(data);
-    s.write_all(&out).await
 }
 
 fn read_frame_std(s: &mut ipc::blocking::LocalStream, buf: &mut Vec<u8>) -> std::io::Result<usize> {
@@ -194,16 +169,6 @@ fn runtime() -> tokio::runtime::Runtime {
 // ------------------------------------------------------------------------------------------
 // Clients: each returns the time `iters` operations took.
 
-async fn raw_tokio_pingpong(s: &mut LocalStream, payload: &[u8], iters: u64) -> Duration {
-    let mut buf = Vec::new();
-    let start = Instant::now();
-    for _ in 0..iters {
-        write_frame(s, payload).await.unwrap();
-        read_frame(s, &mut buf).await.unwrap();
-    }
-    start.elapsed()
-}
-
 fn raw_std_pingpong(s: &mut ipc::blocking::LocalStream, payload: &[u8], iters: u64) -> Duration {
     let mut buf = Vec::new();
     let start = Instant::now();
@@ -243,27 +208,6 @@ async fn rpc_pipelined(c: &EchoClient, payload: &ByteBuf, depth: usize, iters: u
     start.elapsed()
 }
 
-/// `iters` ping-pongs spread over `conns` raw connections, all in flight at once.
-async fn raw_tokio_many(name: &str, conns: usize, payload: &[u8], iters: u64) -> Duration {
-    let mut streams = Vec::new();
-    for _ in 0..conns {
-        streams.push(LocalStream::connect(name).await.unwrap());
-    }
-    let per = iters.div_ceil(conns as u64);
-    let start = Instant::now();
-    let tasks: Vec<_> = streams
-        .into_iter()
-        .map(|mut s| {
-            let p = payload.to_vec();
-            tokio::spawn(async move { raw_tokio_pingpong(&mut s, &p, per).await })
-        })
-        .collect();
-    for t in tasks {
-        t.await.unwrap();
-    }
-    start.elapsed()
-}
-
 // ------------------------------------------------------------------------------------------
 // Criterion groups.
 
@@ -277,7 +221,7 @@ fn latency(c: &mut Criterion) {
             .block_on(LocalStream::connect(server.name.as_str()))
             .unwrap();
         g.bench_function("raw_tokio", |b| {
-            b.iter_custom(|iters| rt.block_on(raw_tokio_pingpong(&mut s, &payload, iters)))
+            b.iter_custom(|iters| rt.block_on(raw::pingpong(&mut s, &payload, iters)))
         });
     }
     {
@@ -312,7 +256,7 @@ fn throughput(c: &mut Criterion) {
     {
         let server = ServerProc::start("raw-tokio");
         g.bench_function("raw_tokio_64_connections", |b| {
-            b.iter_custom(|iters| rt.block_on(raw_tokio_many(&server.name, 64, &payload, iters)))
+            b.iter_custom(|iters| rt.block_on(raw::many(&server.name, 64, &payload, iters)))
         });
     }
     {
@@ -342,7 +286,7 @@ fn bulk(c: &mut Criterion) {
         g.throughput(Throughput::Bytes(size as u64));
         let payload = vec![7u8; size - 64]; // leave room for the envelope under 16 MiB
         g.bench_with_input(BenchmarkId::new("raw_tokio", size), &payload, |b, p| {
-            b.iter_custom(|iters| rt.block_on(raw_tokio_pingpong(&mut s, p, iters)))
+            b.iter_custom(|iters| rt.block_on(raw::pingpong(&mut s, p, iters)))
         });
         let payload = ByteBuf::from(payload);
         g.bench_with_input(BenchmarkId::new("localrpc", size), &payload, |b, p| {
@@ -364,7 +308,7 @@ fn connect(c: &mut Criterion) {
                 let start = Instant::now();
                 for _ in 0..iters {
                     let mut s = LocalStream::connect(raw.name.as_str()).await.unwrap();
-                    raw_tokio_pingpong(&mut s, &payload, 1).await;
+                    raw::pingpong(&mut s, &payload, 1).await;
                 }
                 start.elapsed()
             })
@@ -413,7 +357,7 @@ fn summary() {
         .block_on(LocalStream::connect(raw.name.as_str()))
         .unwrap();
     let mut raw_samples: Vec<Duration> = (0..n)
-        .map(|_| rt.block_on(raw_tokio_pingpong(&mut s, &payload, 1)))
+        .map(|_| rt.block_on(raw::pingpong(&mut s, &payload, 1)))
         .collect();
     let std_srv = ServerProc::start("raw-std");
     let mut ss = ipc::blocking::LocalStream::connect(std_srv.name.as_str()).unwrap();
@@ -456,7 +400,7 @@ fn summary() {
         (0..5)
             .map(|_| {
                 calls as f64
-                    / mt.block_on(raw_tokio_many(&raw.name, 64, &small, calls))
+                    / mt.block_on(raw::many(&raw.name, 64, &small, calls))
                         .as_secs_f64()
             })
             .collect(),
@@ -487,7 +431,7 @@ fn summary() {
         let raw_mb = median(
             (0..5)
                 .map(|_| {
-                    let d = rt.block_on(raw_tokio_pingpong(&mut s, &p, 3));
+                    let d = rt.block_on(raw::pingpong(&mut s, &p, 3));
                     3.0 * size as f64 / (1 << 20) as f64 / d.as_secs_f64()
                 })
                 .collect(),
@@ -531,7 +475,7 @@ fn summary() {
                 rt.block_on(async {
                     let t = Instant::now();
                     let mut s = LocalStream::connect(raw.name.as_str()).await.unwrap();
-                    raw_tokio_pingpong(&mut s, &payload, 1).await;
+                    raw::pingpong(&mut s, &payload, 1).await;
                     t.elapsed().as_secs_f64()
                 })
             })

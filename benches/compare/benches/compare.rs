@@ -18,6 +18,8 @@ mod contender;
 mod raw;
 #[path = "compare/server.rs"]
 mod server;
+#[path = "../../shared/raw.rs"]
+mod shared_raw;
 #[path = "compare/summary.rs"]
 mod summary;
 #[path = "compare/with_localrpc.rs"]

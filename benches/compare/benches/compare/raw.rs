@@ -1,10 +1,10 @@
-//! The baseline: length-prefixed echo over a raw Tokio Unix socket, one call in flight per
-//! connection. Copied from `benches/rpc.rs`.
+//! The baseline, from `benches/shared/raw.rs`, addressed by socket path.
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use localrpc::ipc::{LocalListener, LocalStream};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use localrpc::ipc::LocalStream;
+
+pub(crate) use crate::shared_raw::pingpong;
 
 /// The localrpc name of a filesystem socket.
 pub(crate) fn name(path: &Path) -> String {
@@ -13,81 +13,20 @@ pub(crate) fn name(path: &Path) -> String {
 
 /// Server: echoes every frame, one task per connection.
 pub(crate) async fn serve(path: &Path) {
-    let listener = LocalListener::bind(name(path).as_str()).unwrap();
-    crate::server::ready();
-    loop {
-        let mut s = listener.accept().await.unwrap();
-        tokio::spawn(async move {
-            let mut buf = Vec::new();
-            while let Ok(n) = read_frame(&mut s, &mut buf).await {
-                if write_frame(&mut s, &buf[..n]).await.is_err() {
-                    break;
-                }
-            }
-        });
-    }
+    crate::shared_raw::serve(&name(path), crate::server::ready).await
 }
 
 /// Opens one connection to a raw server.
 pub(crate) async fn connect(path: &Path) -> LocalStream {
-    LocalStream::connect(name(path).as_str()).await.unwrap()
+    crate::shared_raw::connect(&name(path)).await
 }
 
-async fn read_frame(s: &mut LocalStream, buf: &mut Vec<u8>) -> std::io::Result<usize> {
-    let n = s.read_u32_le().await? as usize;
-    buf.resize(n, 0);
-    s.read_exact(&mut buf[..n]).await?;
-    Ok(n)
-}
-
-async fn write_frame(s: &mut LocalStream, data: &[u8]) -> std::io::Result<()> {
-    // One write for header and payload, as a careful raw implementation would do.
-    let mut out = Vec::with_capacity(4 + data.len());
-    out.extend_from_slice(&(data.len() as u32).to_le_bytes());
-    out.extend_from_slice(data);
-    s.write_all(&out).await
-}
-
-/// `iters` sequential ping-pongs on one connection.
-pub(crate) async fn pingpong(s: &mut LocalStream, payload: &[u8], iters: u64) -> Duration {
-    let mut buf = Vec::new();
-    let start = Instant::now();
-    for _ in 0..iters {
-        write_frame(s, payload).await.unwrap();
-        let n = read_frame(s, &mut buf).await.unwrap();
-        assert_eq!(n, payload.len());
-    }
-    start.elapsed()
-}
-
-/// `iters` ping-pongs spread over `conns` raw connections, all in flight at once: raw
-/// ping-pong cannot pipeline, so this is the baseline for calls in flight.
+/// `iters` ping-pongs spread over `conns` connections, all in flight at once.
 pub(crate) async fn many(path: &Path, conns: usize, payload: &[u8], iters: u64) -> Duration {
-    let mut streams = Vec::new();
-    for _ in 0..conns {
-        streams.push(connect(path).await);
-    }
-    let per = iters.div_ceil(conns as u64);
-    let start = Instant::now();
-    let tasks: Vec<_> = streams
-        .into_iter()
-        .map(|mut s| {
-            let p = payload.to_vec();
-            tokio::spawn(async move { pingpong(&mut s, &p, per).await })
-        })
-        .collect();
-    for t in tasks {
-        t.await.unwrap();
-    }
-    start.elapsed()
+    crate::shared_raw::many(&name(path), conns, payload, iters).await
 }
 
 /// `iters` times: a new connection and one ping-pong.
 pub(crate) async fn connect_calls(path: &Path, payload: &[u8], iters: u64) -> Duration {
-    let start = Instant::now();
-    for _ in 0..iters {
-        let mut s = connect(path).await;
-        pingpong(&mut s, payload, 1).await;
-    }
-    start.elapsed()
+    crate::shared_raw::connect_calls(&name(path), payload, iters).await
 }
