@@ -1,5 +1,6 @@
-//! One client connection: a writer task that coalesces outgoing frames and a reader task that
-//! routes responses to the callers waiting for them.
+//! One client connection: a write side shared by the callers (see `writer.rs`: whoever finds it
+//! idle writes every queued request) and a reader task that routes responses to the callers
+//! waiting for them.
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -69,7 +70,7 @@ enum Handshake {
 }
 
 impl Connection {
-    /// Queues the hello and starts the reader and writer tasks, without waiting for the
+    /// Queues the hello, has it written, and starts the reader task, without waiting for the
     /// server's answer: calls made meanwhile follow the hello on the wire, so the first call
     /// costs no extra round trip. A refusal fails those calls with
     /// [`Error::HandshakeRefused`]; [`Connection::handshake`] waits for the verdict.
