@@ -4,6 +4,7 @@
 #[doc(hidden)]
 #[path = "private.rs"]
 pub mod __private;
+pub mod blocking;
 mod client;
 pub mod codec;
 mod context;

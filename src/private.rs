@@ -32,6 +32,7 @@ pub use ::std::{concat, stringify};
 pub use ::tower::Service;
 pub use std::convert::Infallible as Never;
 
+pub use crate::blocking::{Call as BlockingCall, Client as BlockingClient};
 pub use crate::client::CallOptions;
 pub use crate::{
     CallRequest, CallResponse, Client, Error, IntoName, NamedService, ServerRequest,
@@ -108,6 +109,63 @@ where
     E: DeserializeOwned,
 {
     match call_raw(svc, opts, info, method, args).await? {
+        CallResponse::Ok(value) => Ok(Ok(decoding_from(&value, || decode(&value))?)),
+        CallResponse::AppError(err) => Ok(Err(decoding_from(&err, || decode(&err))?)),
+    }
+}
+
+fn blocking_call_raw<S, A>(
+    svc: &S,
+    opts: &CallOptions,
+    info: &'static ServiceInfo,
+    method: u32,
+    args: &A,
+) -> Result<CallResponse, Error>
+where
+    S: BlockingCall,
+    A: Serialize,
+{
+    let mut req = CallRequest::new(info, method, encode(args)?);
+    req.timeout = opts.timeout;
+    svc.call(req)
+}
+
+/// Calls a method whose return type is not a `Result`, blocking.
+pub fn call_blocking<S, A, T>(
+    svc: &S,
+    opts: &CallOptions,
+    info: &'static ServiceInfo,
+    method: u32,
+    args: &A,
+) -> Result<T, Error>
+where
+    S: BlockingCall,
+    A: Serialize,
+    T: DeserializeOwned,
+{
+    match blocking_call_raw(svc, opts, info, method, args)? {
+        CallResponse::Ok(value) => Ok(decoding_from(&value, || decode(&value))?),
+        CallResponse::AppError(_) => Err(Error::Protocol(
+            "application error for a method that declares none".into(),
+        )),
+    }
+}
+
+/// Calls a method declared `-> Result<T, E>`, blocking.
+pub fn call_blocking_fallible<S, A, T, E>(
+    svc: &S,
+    opts: &CallOptions,
+    info: &'static ServiceInfo,
+    method: u32,
+    args: &A,
+) -> Result<Result<T, E>, Error>
+where
+    S: BlockingCall,
+    A: Serialize,
+    T: DeserializeOwned,
+    E: DeserializeOwned,
+{
+    match blocking_call_raw(svc, opts, info, method, args)? {
         CallResponse::Ok(value) => Ok(Ok(decoding_from(&value, || decode(&value))?)),
         CallResponse::AppError(err) => Ok(Err(decoding_from(&err, || decode(&err))?)),
     }

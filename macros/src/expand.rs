@@ -34,6 +34,7 @@ pub(crate) fn service(attr: TokenStream, item: TokenStream) -> TokenStream {
         service_trait(&service),
         info(&service, &names),
         expand_client::client(&service, &names),
+        expand_client::blocking_client(&service, &names),
         expand_server::server(&service, &names),
     ]);
     out
@@ -42,6 +43,7 @@ pub(crate) fn service(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// The identifiers the expansion introduces.
 pub(crate) struct Names {
     pub(crate) client: Ident,
+    pub(crate) blocking_client: Ident,
     pub(crate) server: Ident,
     /// The hidden `ServiceInfo` static.
     pub(crate) info: Ident,
@@ -73,6 +75,7 @@ impl Names {
         };
         Names {
             client: format_ident!("{}Client", ident, span = ident.span()),
+            blocking_client: format_ident!("{}BlockingClient", ident, span = ident.span()),
             server: format_ident!("{}Server", ident, span = ident.span()),
             info: format_ident!("__LOCALRPC_INFO_{}", ident, span = ident.span()),
             client_param: fresh("S"),

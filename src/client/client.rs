@@ -392,7 +392,7 @@ impl tower::Service<CallRequest> for Client {
 
 /// A new random trace id (not cryptographic; unique enough to correlate logs): a per-process
 /// random seed mixed with a counter, without a system call per call.
-fn new_trace_id() -> u128 {
+pub(crate) fn new_trace_id() -> u128 {
     use std::hash::{BuildHasher, Hasher};
     use std::sync::OnceLock;
     use std::sync::atomic::{AtomicU64, Ordering};

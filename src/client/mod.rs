@@ -7,6 +7,7 @@ mod writer;
 
 use std::time::Duration;
 
+pub(crate) use client::new_trace_id;
 pub use client::{Client, ClientBuilder};
 pub use request::{CallRequest, CallResponse};
 

@@ -83,6 +83,26 @@ impl LocalStream {
         os::peer_credentials(&self.inner)
     }
 
+    /// How long a `read` may wait before it fails with [`io::ErrorKind::WouldBlock`] or
+    /// [`io::ErrorKind::TimedOut`] (which one depends on the OS, as with std's sockets);
+    /// `None` (the default) waits for ever. A zero duration is refused.
+    ///
+    /// ```no_run
+    /// # fn demo(stream: localrpc::ipc::blocking::LocalStream) -> std::io::Result<()> {
+    /// use std::time::Duration;
+    /// stream.set_read_timeout(Some(Duration::from_millis(500)))?;
+    /// # Ok(()) }
+    /// ```
+    pub fn set_read_timeout(&self, timeout: Option<std::time::Duration>) -> io::Result<()> {
+        if timeout == Some(std::time::Duration::ZERO) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a zero read timeout is not allowed",
+            ));
+        }
+        self.inner.set_read_timeout(timeout)
+    }
+
     /// Splits into halves that can be moved to different threads.
     ///
     /// ```no_run

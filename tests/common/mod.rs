@@ -111,7 +111,12 @@ impl ChildProc {
         });
         let binds = matches!(
             role,
-            "echo-tokio" | "echo-blocking" | "whoami" | "frame-server"
+            "echo-tokio"
+                | "echo-blocking"
+                | "whoami"
+                | "frame-server"
+                | "store-async"
+                | "store-sync"
         );
         let name = args.first().filter(|_| binds).map(|a| a.to_string());
         ChildProc { child, lines, name }

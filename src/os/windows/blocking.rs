@@ -12,9 +12,11 @@ use std::future::Future;
 use std::io::{self, IoSlice, Read, Write};
 use std::os::windows::io::{AsRawHandle, RawHandle};
 use std::pin::pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::task::{Context, Poll, Wake, Waker};
 use std::thread::{self, Thread};
+use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::runtime::{Builder, EnterGuard, Handle};
@@ -99,7 +101,7 @@ impl BlockingListener {
 
     pub(crate) fn accept(&self) -> io::Result<BlockingStream> {
         let _context = driver()?.enter();
-        block_on(self.inner.accept()).map(|inner| BlockingStream { inner })
+        block_on(self.inner.accept()).map(BlockingStream::new)
     }
 
     pub(crate) fn endpoint(&self) -> &Endpoint {
@@ -113,13 +115,34 @@ pub(crate) fn connect_blocking(
 ) -> Result<BlockingStream, Error> {
     // The context stays entered while polling: the busy retry creates timers.
     let _context = enter(name, "connect")?;
-    block_on(connect(name, opts)).map(|inner| BlockingStream { inner })
+    block_on(connect(name, opts)).map(BlockingStream::new)
 }
 
 /// A connected pipe with blocking `Read` and `Write`.
 #[derive(Debug)]
 pub(crate) struct BlockingStream {
     inner: Stream,
+    /// The read timeout in nanoseconds; `NO_TIMEOUT` for none.
+    read_timeout: AtomicU64,
+}
+
+const NO_TIMEOUT: u64 = u64::MAX;
+
+impl BlockingStream {
+    fn new(inner: Stream) -> Self {
+        BlockingStream {
+            inner,
+            read_timeout: AtomicU64::new(NO_TIMEOUT),
+        }
+    }
+
+    pub(crate) fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        let nanos = timeout.map_or(NO_TIMEOUT, |t| {
+            u64::try_from(t.as_nanos()).unwrap_or(NO_TIMEOUT - 1)
+        });
+        self.read_timeout.store(nanos, Ordering::Relaxed);
+        Ok(())
+    }
 }
 
 #[derive(Debug)]
@@ -178,8 +201,24 @@ macro_rules! blocking_io {
     };
 }
 
+impl Read for BlockingStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self.read_timeout.load(Ordering::Relaxed) {
+            NO_TIMEOUT => block_on(self.inner.read(buf)),
+            nanos => {
+                // The timer belongs to the driver's runtime.
+                let _context = driver()?.enter();
+                let read = tokio::time::timeout(Duration::from_nanos(nanos), self.inner.read(buf));
+                block_on(read).unwrap_or_else(|_| {
+                    Err(io::Error::new(io::ErrorKind::TimedOut, "read timed out"))
+                })
+            }
+        }
+    }
+}
+
 blocking_io! {
-    BlockingStream: Read, Write;
+    BlockingStream: Write;
     BlockingRecvHalf: Read;
     BlockingSendHalf: Write;
 }
