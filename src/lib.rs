@@ -12,6 +12,7 @@ mod error;
 pub mod ipc;
 pub mod name;
 mod os;
+pub mod process;
 mod server;
 mod service;
 pub mod transport;

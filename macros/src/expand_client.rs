@@ -41,6 +41,14 @@ pub(crate) fn client(service: &Service, names: &Names) -> TokenStream {
             }
         }
 
+        impl ::localrpc::__private::From<::localrpc::__private::Client>
+            for #client<::localrpc::__private::Client>
+        {
+            fn from(client: ::localrpc::__private::Client) -> Self {
+                Self::new(client)
+            }
+        }
+
         impl<S> #client<S> {
             /// Calls through `inner`, with default call options.
             pub fn new(inner: S) -> Self {
@@ -131,6 +139,14 @@ pub(crate) fn blocking_client(service: &Service, names: &Names) -> TokenStream {
             ) -> ::localrpc::__private::Result<Self, ::localrpc::__private::Error> {
                 let client = ::localrpc::__private::BlockingClient::connect(name, &#info)?;
                 ::localrpc::__private::Ok(Self::new(client))
+            }
+        }
+
+        impl ::localrpc::__private::From<::localrpc::__private::BlockingClient>
+            for #blocking_client<::localrpc::__private::BlockingClient>
+        {
+            fn from(client: ::localrpc::__private::BlockingClient) -> Self {
+                Self::new(client)
             }
         }
 

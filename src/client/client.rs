@@ -10,7 +10,7 @@ use tracing::Instrument;
 
 use super::connection::Connection;
 use super::{CallRequest, CallResponse, ReconnectPolicy};
-use crate::ipc::ConnectOptions;
+use crate::ipc::{ConnectOptions, LocalStream};
 use crate::transport::DEFAULT_MAX_FRAME_LEN;
 use crate::wire;
 use crate::{CallContext, Error, IntoName, Name, ServiceInfo};
@@ -150,6 +150,25 @@ impl ClientBuilder {
         Ok(self.finish(conn, None))
     }
 
+    /// Runs the protocol over an already connected local stream (for example the one
+    /// [`process::Child::take_stream`](crate::process::Child::take_stream) returns). There
+    /// is no name to reconnect to, so a reconnect policy is ignored. Must be called inside
+    /// a Tokio runtime.
+    ///
+    /// ```no_run
+    /// # #[localrpc::service]
+    /// # pub trait Calculator { async fn add(&self, a: i64, b: i64) -> i64; }
+    /// # async fn demo() -> Result<(), localrpc::Error> {
+    /// use localrpc::{Client, NamedService};
+    /// let stream = localrpc::ipc::LocalStream::connect("myapp.calc").await?;
+    /// let client = Client::builder(CalculatorClient::<Client>::INFO).over(stream);
+    /// # Ok(()) }
+    /// ```
+    pub fn over(self, stream: LocalStream) -> Client {
+        let conn = open_stream(stream, self.info, self.max_frame_len);
+        self.finish(conn, None)
+    }
+
     fn finish(self, conn: Arc<Connection>, redial: Option<Redial>) -> Client {
         Client {
             shared: Arc::new(Shared {
@@ -171,15 +190,17 @@ async fn dial(
     max_frame_len: usize,
 ) -> Result<Arc<Connection>, Error> {
     let stream = options.connect(name).await?;
+    Ok(open_stream(stream, info, max_frame_len))
+}
+
+fn open_stream(
+    stream: LocalStream,
+    info: &'static ServiceInfo,
+    max_frame_len: usize,
+) -> Arc<Connection> {
     let server_pid = stream.peer_credentials().ok().and_then(|p| p.pid());
     let (reader, writer) = stream.into_split();
-    Ok(Connection::open(
-        reader,
-        writer,
-        info,
-        max_frame_len,
-        server_pid,
-    ))
+    Connection::open(reader, writer, info, max_frame_len, server_pid)
 }
 
 impl Client {

@@ -72,6 +72,14 @@ pub enum Error {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// This process has no channel to a parent: it was not started by
+    /// [`process::spawn`](crate::process::spawn), the variable naming the channel was
+    /// inherited from an ancestor, or the channel was already taken.
+    #[error("no channel to a parent process: {reason}")]
+    NotSpawned {
+        /// What is missing or wrong, in words.
+        reason: String,
+    },
     /// Any other OS error, with the operation and endpoint it happened on.
     #[error("{op} {endpoint} failed")]
     Io {
@@ -102,6 +110,7 @@ impl Error {
                 io::ErrorKind::PermissionDenied
             }
             Error::Busy { .. } => io::ErrorKind::TimedOut,
+            Error::NotSpawned { .. } => io::ErrorKind::NotFound,
             Error::Io { source, .. } => source.kind(),
         }
     }

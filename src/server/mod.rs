@@ -14,7 +14,7 @@ use tower::layer::util::{Identity, Stack};
 pub(crate) use request::Reply;
 pub use request::{ServerRequest, ServerResponse};
 
-use crate::ipc::{ListenerOptions, LocalListener, PeerCredentials};
+use crate::ipc::{ListenerOptions, LocalListener, LocalStream, PeerCredentials};
 use crate::transport::DEFAULT_MAX_FRAME_LEN;
 use crate::{Endpoint, Error, IntoName, NamedService};
 
@@ -180,6 +180,40 @@ impl<L> ServerBuilder<L> {
     pub fn listener_options(mut self, options: ListenerOptions) -> Self {
         self.listener = options;
         self
+    }
+
+    /// Serves `service` on one already connected stream (for example a helper's channel to
+    /// its parent, [`process::parent_stream`](crate::process::parent_stream)) until the
+    /// peer closes it, with this builder's layers and limits. Connection-level failures go
+    /// to [`on_connection_error`](Self::on_connection_error); the stream ending is `Ok(())`.
+    ///
+    /// ```no_run
+    /// # #[localrpc::service]
+    /// # pub trait Calculator { async fn add(&self, a: i64, b: i64) -> i64; }
+    /// # struct MyCalc;
+    /// # impl Calculator for MyCalc { async fn add(&self, a: i64, b: i64) -> i64 { a + b } }
+    /// # async fn demo() -> Result<(), localrpc::Error> {
+    /// let parent = localrpc::process::parent_stream().await?;
+    /// localrpc::Server::builder()
+    ///     .max_concurrent_calls(8)
+    ///     .serve_stream(parent, CalculatorServer::new(MyCalc))
+    ///     .await
+    /// # }
+    /// ```
+    pub async fn serve_stream<S>(self, stream: LocalStream, service: S) -> Result<(), Error>
+    where
+        S: NamedService,
+        L: tower::Layer<S>,
+        L::Service:
+            tower::Service<ServerRequest, Response = ServerResponse> + Clone + Send + 'static,
+        <L::Service as tower::Service<ServerRequest>>::Error: Into<BoxError>,
+        <L::Service as tower::Service<ServerRequest>>::Future: Send + 'static,
+    {
+        let svc = self.layer.layer(service);
+        // Never told to stop: the connection ends when the peer closes it.
+        let (_stop_tx, stop_rx) = watch::channel(false);
+        connection::serve_connection(stream, svc, S::INFO, Arc::new(self.config), stop_rx).await;
+        Ok(())
     }
 
     /// Binds the endpoint. Must be called inside a Tokio runtime.

@@ -67,6 +67,19 @@ pub fn child_role() -> Option<(String, Vec<String>)> {
     Some((role, parts.collect()))
 }
 
+/// A command that starts this test binary again in `role` with `args`.
+pub fn role_command(role: &str, args: &[&str]) -> Command {
+    let mut spec = role.to_owned();
+    for a in args {
+        spec.push('\u{1f}');
+        spec.push_str(a);
+    }
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args(["child_entry", "--exact", "--nocapture", "--test-threads=1"])
+        .env(ROLE_VAR, spec);
+    cmd
+}
+
 /// A running child process; killed on drop.
 pub struct ChildProc {
     pub child: Child,
@@ -83,15 +96,8 @@ impl ChildProc {
 
     /// Like [`spawn`](Self::spawn), with a chance to adjust the command (env vars).
     pub fn spawn_with(role: &str, args: &[&str], adjust: impl FnOnce(&mut Command)) -> ChildProc {
-        let mut spec = role.to_owned();
-        for a in args {
-            spec.push('\u{1f}');
-            spec.push_str(a);
-        }
-        let mut cmd = Command::new(std::env::current_exe().unwrap());
-        cmd.args(["child_entry", "--exact", "--nocapture", "--test-threads=1"])
-            .env(ROLE_VAR, spec)
-            .stdin(Stdio::null())
+        let mut cmd = role_command(role, args);
+        cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         adjust(&mut cmd);

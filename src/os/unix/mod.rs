@@ -5,6 +5,7 @@ mod dir;
 #[cfg(any(target_os = "linux", target_os = "android"))]
 mod linux;
 mod socket;
+pub(crate) mod spawn;
 
 pub(crate) use cred::peer_credentials;
 pub(crate) use socket::{

@@ -14,6 +14,7 @@ mod cred;
 mod listener;
 mod name;
 mod security;
+pub(crate) mod spawn;
 mod stream;
 #[cfg(test)]
 mod tests;
