@@ -3,13 +3,12 @@
 //! grandchild.
 mod common;
 
-use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::{ChildProc, TempDir, Watchdog, report, role_command, rt};
 use localrpc::Error;
-use localrpc::process::{OnDrop, SpawnOptions};
+use localrpc::process::SpawnOptions;
 
 #[localrpc::service]
 trait Worker {
@@ -138,7 +137,8 @@ fn open_fds() -> Vec<String> {
 
 fn worker_cmd(marker: &str) -> std::process::Command {
     let mut cmd = role_command("worker", &[marker]);
-    cmd.stdin(Stdio::null());
+    // The helper's test harness would talk into ours.
+    cmd.stdin(Stdio::null()).stdout(Stdio::null());
     cmd
 }
 
@@ -309,6 +309,8 @@ fn kill_with_parent_kills_a_stuck_helper_when_the_parent_dies() {
 #[cfg(any(target_os = "linux", target_os = "android"))]
 #[test]
 fn dropping_the_handle_kills_a_helper_that_does_not_exit_and_reaps_it() {
+    use localrpc::process::OnDrop;
+    use std::path::Path;
     let _wd = Watchdog::arm("dropping_the_handle_kills_a_helper_that_does_not_exit_and_reaps_it");
     rt().block_on(async {
         let helper = SpawnOptions::new()

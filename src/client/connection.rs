@@ -32,6 +32,9 @@ pub(crate) struct Connection {
     max_frame_len: usize,
     /// The server's pid, where the transport tells it (for tracing).
     server_pid: Option<u32>,
+    /// Dropped with the last handle: stops the reader, which closes the stream even where
+    /// the write half cannot shut down on its own (Windows pipes).
+    _dropped: oneshot::Sender<()>,
 }
 
 #[derive(Debug, Default)]
@@ -88,6 +91,7 @@ impl Connection {
         let reader = FrameReader::with_max_frame_len(reader, max_frame_len);
         let writer = Arc::new(SharedWriter::new(writer, max_frame_len));
         writer.push(Parts::whole(wire::encode(&wire::hello(info))));
+        let (dropped_tx, dropped) = oneshot::channel();
         let conn = Arc::new(Connection {
             writer: writer.clone(),
             pending: Mutex::new(Pending::default()),
@@ -96,10 +100,11 @@ impl Connection {
             handshake: watch::channel(Handshake::Pending).0,
             max_frame_len,
             server_pid,
+            _dropped: dropped_tx,
         });
         // The hello goes out even if no call follows (handshake() may be waiting for it).
         pump_later(writer, conn.on_write_error());
-        tokio::spawn(read_loop(reader, Arc::downgrade(&conn)));
+        tokio::spawn(read_until_dropped(reader, Arc::downgrade(&conn), dropped));
         conn
     }
 
@@ -204,6 +209,13 @@ impl Connection {
 
     /// Fails every call in flight and refuses new ones.
     fn close(&self, why: Closed) {
+        // Marked closed before anyone waiting for the handshake hears of it, so that a call
+        // made right after the verdict sees the same reason instead of trying to write.
+        let calls = {
+            let mut pending = self.pending.lock().unwrap();
+            pending.closed.get_or_insert(why.clone());
+            std::mem::take(&mut pending.calls)
+        };
         self.handshake.send_if_modified(|state| {
             let pending = matches!(state, Handshake::Pending);
             if pending {
@@ -211,11 +223,6 @@ impl Connection {
             }
             pending
         });
-        let calls = {
-            let mut pending = self.pending.lock().unwrap();
-            pending.closed.get_or_insert(why.clone());
-            std::mem::take(&mut pending.calls)
-        };
         for (_, tx) in calls {
             let _ = tx.send(Err(why.error()));
         }
@@ -250,6 +257,18 @@ async fn read_hello_reply<R: AsyncRead + Unpin>(reader: &mut FrameReader<R>) -> 
             refusal.message.into(),
         )),
         Ok(_) => None,
+    }
+}
+
+async fn read_until_dropped<R: AsyncRead + Unpin>(
+    reader: FrameReader<R>,
+    conn: Weak<Connection>,
+    dropped: oneshot::Receiver<()>,
+) {
+    tokio::select! {
+        biased;
+        () = read_loop(reader, conn) => {}
+        _ = dropped => tracing::trace!("every client handle is gone; closing the connection"),
     }
 }
 
