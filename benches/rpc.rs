@@ -179,6 +179,15 @@ fn raw_std_pingpong(s: &mut ipc::blocking::LocalStream, payload: &[u8], iters: u
     start.elapsed()
 }
 
+fn rpc_blocking_calls(c: &EchoBlockingClient, payload: &ByteBuf, iters: u64) -> Duration {
+    let start = Instant::now();
+    for _ in 0..iters {
+        let back = c.echo(payload.clone()).unwrap();
+        assert_eq!(back.len(), payload.len());
+    }
+    start.elapsed()
+}
+
 async fn rpc_calls(c: &EchoClient, payload: &ByteBuf, iters: u64) -> Duration {
     let start = Instant::now();
     for _ in 0..iters {
@@ -239,6 +248,11 @@ fn latency(c: &mut Criterion) {
         let payload = ByteBuf::from(payload.clone());
         g.bench_function("localrpc", |b| {
             b.iter_custom(|iters| rt.block_on(rpc_calls(&client, &payload, iters)))
+        });
+        // The blocking client, against the same async server: compare with raw_std.
+        let blocking = EchoBlockingClient::connect(server.name.as_str()).unwrap();
+        g.bench_function("localrpc_blocking", |b| {
+            b.iter_custom(|iters| rpc_blocking_calls(&blocking, &payload, iters))
         });
     }
     g.finish();
@@ -370,6 +384,10 @@ fn summary() {
     let mut rpc_samples: Vec<Duration> = (0..n)
         .map(|_| rt.block_on(rpc_calls(&client, &bytes, 1)))
         .collect();
+    let blocking = EchoBlockingClient::connect(rpc.name.as_str()).unwrap();
+    let mut blocking_samples: Vec<Duration> = (0..n)
+        .map(|_| rpc_blocking_calls(&blocking, &bytes, 1))
+        .collect();
     let (r50, r99) = (
         percentile(&mut raw_samples, 0.5),
         percentile(&mut raw_samples, 0.99),
@@ -387,6 +405,14 @@ fn summary() {
     println!(
         "latency 16 B   localrpc  p50 {l50:>9.1?} p99 {l99:>9.1?}   ratio p50 {:.2}",
         l50.as_secs_f64() / r50.as_secs_f64()
+    );
+    let (b50, b99) = (
+        percentile(&mut blocking_samples, 0.5),
+        percentile(&mut blocking_samples, 0.99),
+    );
+    println!(
+        "latency 16 B   localrpc blocking client p50 {b50:>9.1?} p99 {b99:>9.1?}   ratio p50 to raw std {:.2}",
+        b50.as_secs_f64() / s50.as_secs_f64()
     );
     // Throughput: calls per second, 5 rounds each, median.
     let mt = tokio::runtime::Builder::new_multi_thread()

@@ -89,7 +89,7 @@ impl fmt::Debug for Client {
 /// use localrpc::NamedService;
 ///
 /// # fn demo() -> Result<(), localrpc::Error> {
-/// let client = localrpc::blocking::Client::builder(CalculatorBlockingClient::INFO)
+/// let client = localrpc::blocking::Client::builder(<CalculatorBlockingClient>::INFO)
 ///     .timeout(Duration::from_secs(2))
 ///     .connect("myapp.calc")?;
 /// let calc = CalculatorBlockingClient::new(client);
@@ -222,7 +222,7 @@ impl Client {
     /// # pub trait Calculator { async fn add(&self, a: i64, b: i64) -> i64; }
     /// use localrpc::{CallRequest, CallResponse, NamedService};
     /// # fn demo() -> Result<(), localrpc::Error> {
-    /// let info = CalculatorBlockingClient::INFO;
+    /// let info = <CalculatorBlockingClient>::INFO;
     /// let client = localrpc::blocking::Client::connect("myapp.calc", info)?;
     /// let args = postcard::to_allocvec(&(1i64, 2i64)).unwrap();
     /// match client.request(CallRequest::new(info, 0, args.into()))? {
