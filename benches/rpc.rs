@@ -76,6 +76,22 @@ fn serve(role: &str, name: &str) {
                 });
             }
         }
+        // The server a synchronous program would run: one current-thread runtime.
+        "rpc-sync" => {
+            let bound = name.to_owned();
+            std::thread::spawn(move || {
+                localrpc::blocking::serve(bound.as_str(), EchoServer::new(EchoImpl)).unwrap()
+            });
+            // Ready once it answers.
+            while EchoBlockingClient::connect(name)
+                .and_then(|c| c.echo(ByteBuf::new()))
+                .is_err()
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            ready();
+            std::thread::park();
+        }
         "raw-tokio" | "rpc" | "rpc-blob" => {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
@@ -255,6 +271,15 @@ fn latency(c: &mut Criterion) {
             b.iter_custom(|iters| rpc_blocking_calls(&blocking, &payload, iters))
         });
     }
+    {
+        // Both sides synchronous programs: blocking client, server from blocking::serve.
+        let server = ServerProc::start("rpc-sync");
+        let blocking = EchoBlockingClient::connect(server.name.as_str()).unwrap();
+        let payload = ByteBuf::from(payload.clone());
+        g.bench_function("localrpc_blocking_sync_server", |b| {
+            b.iter_custom(|iters| rpc_blocking_calls(&blocking, &payload, iters))
+        });
+    }
     g.finish();
 }
 
@@ -388,6 +413,17 @@ fn summary() {
     let mut blocking_samples: Vec<Duration> = (0..n)
         .map(|_| rpc_blocking_calls(&blocking, &bytes, 1))
         .collect();
+    // How much of a blocking client's gap to raw std is the Tokio server's: the raw std
+    // client against the raw Tokio server (same framing).
+    let mut sr = ipc::blocking::LocalStream::connect(raw.name.as_str()).unwrap();
+    let mut std_tokio_samples: Vec<Duration> = (0..n)
+        .map(|_| raw_std_pingpong(&mut sr, &payload, 1))
+        .collect();
+    let sync_srv = ServerProc::start("rpc-sync");
+    let sync_client = EchoBlockingClient::connect(sync_srv.name.as_str()).unwrap();
+    let mut sync_samples: Vec<Duration> = (0..n)
+        .map(|_| rpc_blocking_calls(&sync_client, &bytes, 1))
+        .collect();
     let (r50, r99) = (
         percentile(&mut raw_samples, 0.5),
         percentile(&mut raw_samples, 0.99),
@@ -413,6 +449,19 @@ fn summary() {
     println!(
         "latency 16 B   localrpc blocking client p50 {b50:>9.1?} p99 {b99:>9.1?}   ratio p50 to raw std {:.2}",
         b50.as_secs_f64() / s50.as_secs_f64()
+    );
+    let t50 = percentile(&mut std_tokio_samples, 0.5);
+    println!(
+        "latency 16 B   raw std client, raw tokio server p50 {t50:>9.1?}   ratio p50 to raw std {:.2}",
+        t50.as_secs_f64() / s50.as_secs_f64()
+    );
+    let (y50, y99) = (
+        percentile(&mut sync_samples, 0.5),
+        percentile(&mut sync_samples, 0.99),
+    );
+    println!(
+        "latency 16 B   localrpc blocking client, blocking::serve server p50 {y50:>9.1?} p99 {y99:>9.1?}   ratio p50 to raw std {:.2}",
+        y50.as_secs_f64() / s50.as_secs_f64()
     );
     // Throughput: calls per second, 5 rounds each, median.
     let mt = tokio::runtime::Builder::new_multi_thread()

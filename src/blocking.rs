@@ -472,7 +472,7 @@ impl Conn {
                     self.rbuf.advance(4);
                     return Ok(self.rbuf.split_to(len).freeze());
                 }
-                (4 + len - self.rbuf.len()).max(READ_CHUNK)
+                4 + len - self.rbuf.len()
             } else {
                 READ_CHUNK
             };
@@ -495,9 +495,20 @@ impl Conn {
                 self.read_timeout = timeout;
             }
             let start = self.rbuf.len();
-            self.rbuf.resize(start + want, 0);
-            let result = self.stream.read(&mut self.rbuf[start..]);
-            self.rbuf.truncate(start + *result.as_ref().unwrap_or(&0));
+            let result = if want <= READ_CHUNK {
+                // Small reads go through the stack: cheaper than zeroing buffer space.
+                let mut chunk = [0u8; READ_CHUNK];
+                let result = self.stream.read(&mut chunk);
+                if let Ok(n) = result {
+                    self.rbuf.extend_from_slice(&chunk[..n]);
+                }
+                result
+            } else {
+                self.rbuf.resize(start + want, 0);
+                let result = self.stream.read(&mut self.rbuf[start..]);
+                self.rbuf.truncate(start + *result.as_ref().unwrap_or(&0));
+                result
+            };
             match result {
                 Ok(0) if start > 0 => {
                     let e = FrameError::Truncated {
