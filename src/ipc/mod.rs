@@ -37,10 +37,13 @@
 //! # Ok(()) }
 //! ```
 pub mod blocking;
+mod either;
 mod error;
 mod local_socket;
 mod options;
 mod peer;
+#[cfg(feature = "tcp")]
+mod tcp;
 
 pub use error::Error;
 pub use local_socket::{LocalListener, LocalStream, RecvHalf, SendHalf};
