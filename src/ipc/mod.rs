@@ -15,6 +15,10 @@
 //!   owner-only security descriptor by default.
 //! - Both ends can read the other's [`PeerCredentials`].
 //!
+//! With the `tcp` feature the same types also carry `tcp:HOST:PORT` endpoints. None of the
+//! protections above apply to TCP: it has no credentials ([`LocalStream::peer_credentials`]
+//! fails, [`LocalStream::peer_addr`] answers instead) and no access control.
+//!
 //! ```no_run
 //! use localrpc::ipc::{LocalListener, LocalStream};
 //! use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -5,7 +5,8 @@ use crate::IntoName;
 use crate::os;
 
 /// How to bind a [`LocalListener`]: reclaiming stale sockets, and the OS-specific access
-/// rules (`mode` on Unix, `security_descriptor` on Windows).
+/// rules (`mode` on Unix, `security_descriptor` on Windows). None of them applies to a `tcp:`
+/// name, which has no file and no access control.
 ///
 /// ```no_run
 /// use localrpc::ipc::ListenerOptions;
