@@ -1,4 +1,5 @@
 //! What a handler knows about the call it serves: the peer, the deadline, the trace id.
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use crate::ipc::PeerCredentials;
@@ -80,6 +81,7 @@ pub struct CallContext {
     pub(crate) call_id: u64,
     pub(crate) method: &'static str,
     pub(crate) peer: Option<PeerCredentials>,
+    pub(crate) peer_addr: Option<SocketAddr>,
     pub(crate) deadline: Option<Instant>,
     pub(crate) trace_id: u128,
     pub(crate) metadata: Metadata,
@@ -121,11 +123,31 @@ impl CallContext {
     }
 
     /// Who is calling: uid, gid and pid as the OS reports them (`None` where the transport has
-    /// no credentials).
+    /// no credentials, as over TCP).
     ///
     /// See the [type docs](CallContext) for an example.
     pub fn peer(&self) -> Option<&PeerCredentials> {
         self.peer.as_ref()
+    }
+
+    /// The caller's IP address and port when the call came over TCP (feature `tcp`); `None`
+    /// over a local socket, where [`peer`](Self::peer) tells who is calling.
+    ///
+    /// TCP has no authentication: anyone who can reach the port can call, and an address is
+    /// not an identity. Put TLS in front of the port, or check callers in a tower layer (see
+    /// `examples/auth_layer.rs`).
+    ///
+    /// ```
+    /// fn transport(ctx: &localrpc::CallContext) -> &'static str {
+    ///     match (ctx.peer(), ctx.peer_addr()) {
+    ///         (_, Some(_)) => "tcp",
+    ///         (Some(_), None) => "local socket",
+    ///         (None, None) => "in-process or unknown",
+    ///     }
+    /// }
+    /// ```
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        self.peer_addr
     }
 
     /// When the caller stops waiting.

@@ -269,6 +269,7 @@ where
                     call_id: 0,
                     method: req.service.method_name(req.method).unwrap_or("?"),
                     peer: None,
+                    peer_addr: None,
                     deadline: req.timeout.map(|t| std::time::Instant::now() + t),
                     trace_id: 0,
                     metadata: req.metadata,

@@ -1,15 +1,17 @@
 //! The RPC contract across real processes: a generated client in this process, a generated
-//! server in a child process.
+//! server in a child process. Every contract test runs over a local socket (`local::*`) and,
+//! with the `tcp` feature, over TCP on the loopback interface (`tcp::*`).
 mod common;
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{ChildProc, TempDir, Watchdog, report, rt, unique};
 use localrpc::codec::Blob;
-use localrpc::{CallContext, CallRequest, Client, Error, NamedService, RefuseReason};
+use localrpc::{CallContext, CallRequest, Client, Endpoint, Error, NamedService, RefuseReason};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -22,13 +24,24 @@ trait Calculator {
     async fn slow(&self, ms: u64) -> u64;
     /// Sleeps, then creates `path`: a side effect that must not happen if the call is stopped.
     async fn mark(&self, ms: u64, path: String) -> bool;
-    /// What the handler knows of its call: peer pid, trace id, time left in ms, a metadata value.
-    async fn whoami(&self) -> (Option<u32>, u128, Option<u64>, Option<String>);
+    /// What the handler knows of its call: peer pid, peer address, trace id, time left in ms,
+    /// a metadata value.
+    async fn whoami(
+        &self,
+    ) -> (
+        Option<u32>,
+        Option<SocketAddr>,
+        u128,
+        Option<u64>,
+        Option<String>,
+    );
     /// Calls `whoami` on the calculator at `name` from inside this handler.
     async fn relay(&self, name: String) -> Result<(u128, Option<u64>), String>;
     async fn boom(&self) -> u64;
     /// How many calls the server's tower layer has seen.
     async fn layer_count(&self) -> u64;
+    /// The peer pid and address the server's tower layer saw for this very call.
+    async fn layer_saw(&self) -> (Option<u32>, Option<SocketAddr>);
     /// The bytes in reverse order (a `Blob`, decoded without a copy on both sides).
     async fn reverse(&self, data: Blob) -> Blob;
 }
@@ -44,7 +57,11 @@ mod v2 {
 
 struct Calc {
     seen_by_layer: Arc<AtomicU64>,
+    last_peer_in_layer: LastPeer,
 }
+
+/// The peer pid and address of the latest call the layer saw.
+type LastPeer = Arc<Mutex<(Option<u32>, Option<SocketAddr>)>>;
 
 impl Calculator for Calc {
     async fn add(&self, a: i64, b: i64) -> i64 {
@@ -61,10 +78,19 @@ impl Calculator for Calc {
         tokio::time::sleep(Duration::from_millis(ms)).await;
         std::fs::write(path, b"ran").is_ok()
     }
-    async fn whoami(&self) -> (Option<u32>, u128, Option<u64>, Option<String>) {
+    async fn whoami(
+        &self,
+    ) -> (
+        Option<u32>,
+        Option<SocketAddr>,
+        u128,
+        Option<u64>,
+        Option<String>,
+    ) {
         let ctx = CallContext::current().expect("handlers run inside a call context");
         (
             ctx.peer().and_then(|p| p.pid()),
+            ctx.peer_addr(),
             ctx.trace_id(),
             ctx.remaining().map(|d| d.as_millis() as u64),
             ctx.metadata().get("tenant").map(str::to_owned),
@@ -74,7 +100,7 @@ impl Calculator for Calc {
         let other = CalculatorClient::connect(name)
             .await
             .map_err(|e| e.to_string())?;
-        let (_, trace, remaining, _) = other.whoami().await.map_err(|e| e.to_string())?;
+        let (_, _, trace, remaining, _) = other.whoami().await.map_err(|e| e.to_string())?;
         Ok((trace, remaining))
     }
     async fn boom(&self) -> u64 {
@@ -83,6 +109,9 @@ impl Calculator for Calc {
     async fn layer_count(&self) -> u64 {
         self.seen_by_layer.load(Ordering::SeqCst)
     }
+    async fn layer_saw(&self) -> (Option<u32>, Option<SocketAddr>) {
+        *self.last_peer_in_layer.lock().unwrap()
+    }
     async fn reverse(&self, data: Blob) -> Blob {
         let mut v = data.to_vec();
         v.reverse();
@@ -90,11 +119,12 @@ impl Calculator for Calc {
     }
 }
 
-/// A server-side tower layer that counts calls and refuses any call whose metadata says
-/// `tenant=blocked`.
+/// A server-side tower layer that counts calls, notes each caller's pid and address, and
+/// refuses any call whose metadata says `tenant=blocked`.
 #[derive(Clone)]
 struct Gate {
     seen: Arc<AtomicU64>,
+    last_peer: LastPeer,
 }
 
 impl<S> tower::Layer<S> for Gate {
@@ -103,6 +133,7 @@ impl<S> tower::Layer<S> for Gate {
         GateService {
             inner,
             seen: self.seen.clone(),
+            last_peer: self.last_peer.clone(),
         }
     }
 }
@@ -111,6 +142,7 @@ impl<S> tower::Layer<S> for Gate {
 struct GateService<S> {
     inner: S,
     seen: Arc<AtomicU64>,
+    last_peer: LastPeer,
 }
 
 impl<S> tower::Service<localrpc::ServerRequest> for GateService<S>
@@ -131,6 +163,7 @@ where
 
     fn call(&mut self, req: localrpc::ServerRequest) -> Self::Future {
         self.seen.fetch_add(1, Ordering::SeqCst);
+        *self.last_peer.lock().unwrap() = (req.peer().and_then(|p| p.pid()), req.peer_addr());
         if req.metadata().get("tenant") == Some("blocked") {
             let method = req.method_name();
             return Box::pin(async move {
@@ -151,19 +184,28 @@ fn child_entry() {
     match role.as_str() {
         "calc-server" => rt().block_on(async {
             let seen = Arc::new(AtomicU64::new(0));
+            let last_peer = LastPeer::default();
             let server = localrpc::Server::builder()
-                .layer(Gate { seen: seen.clone() })
+                .layer(Gate {
+                    seen: seen.clone(),
+                    last_peer: last_peer.clone(),
+                })
                 .layer(tower::limit::ConcurrencyLimitLayer::new(64))
                 .grace_period(Duration::from_secs(5))
                 .on_connection_error(|error, peer| {
                     if let Error::HandshakeRefused { reason, .. } = error {
-                        let pid = peer.and_then(|p| p.pid()).unwrap_or(0);
-                        report(format!("REFUSED {reason:?} {pid}"));
+                        let pid = peer.and_then(|p| p.pid());
+                        report(format!("REFUSED {reason:?} {}", show(pid)));
                     }
                 })
                 .bind(args[0].as_str())
                 .unwrap();
-            report(format!("BOUND {}", server.endpoint()));
+            // The name a client reaches this server at: for TCP, the port the OS picked.
+            let reach = match server.endpoint() {
+                Endpoint::Tcp(addr) => format!("tcp:{addr}"),
+                _ => args[0].clone(),
+            };
+            report(format!("BOUND {reach}"));
             // Closing our stdin asks for a graceful shutdown.
             let stop = async {
                 use tokio::io::AsyncReadExt;
@@ -173,6 +215,7 @@ fn child_entry() {
                 .serve_with_shutdown(
                     CalculatorServer::new(Calc {
                         seen_by_layer: seen,
+                        last_peer_in_layer: last_peer,
                     }),
                     stop,
                 )
@@ -190,12 +233,82 @@ fn child_entry() {
     }
 }
 
-fn start_server(name: &str) -> ChildProc {
+/// The transports the contract tests run over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Transport {
+    /// A portable name: a Unix socket file or a Windows named pipe.
+    Local,
+    /// TCP on the loopback interface, port picked by the OS.
+    #[cfg(feature = "tcp")]
+    Tcp,
+}
+
+/// Runs each contract test over every transport, as `local::<test>` and `tcp::<test>`.
+macro_rules! over_every_transport {
+    ($($test:ident),+ $(,)?) => {
+        mod local {
+            $(#[test]
+            fn $test() {
+                super::$test(super::Transport::Local)
+            })+
+        }
+        #[cfg(feature = "tcp")]
+        mod tcp {
+            $(#[test]
+            fn $test() {
+                super::$test(super::Transport::Tcp)
+            })+
+        }
+    };
+}
+
+over_every_transport! {
+    the_contract,
+    slow_calls_do_not_delay_fast_ones,
+    deadline_exceeded_stops_the_handler,
+    dropping_a_call_cancels_it_on_the_server,
+    server_killed_mid_call_fails_in_flight_calls,
+    client_killed_mid_call_drops_the_handler,
+    method_table_mismatch_is_refused_at_connect,
+    bad_calls_get_typed_errors_and_the_connection_survives,
+    handlers_see_peer_deadline_trace_and_metadata,
+    tower_layers_run_on_both_sides,
+    graceful_shutdown_drains_calls_in_flight,
+    reconnect_policy_reaches_a_restarted_server,
+    oversize_requests_are_refused_before_sending,
+}
+
+/// Starts a calc server in a child process on a fresh endpoint of `transport`; returns it and
+/// the name a client reaches it at.
+fn start_server(transport: Transport, tag: &str) -> (ChildProc, String) {
+    match transport {
+        Transport::Local => start_server_at(&unique(tag)),
+        #[cfg(feature = "tcp")]
+        Transport::Tcp => start_server_at("tcp:127.0.0.1:0"),
+    }
+}
+
+/// Starts a calc server bound to `name`; returns it and the name a client reaches it at.
+fn start_server_at(name: &str) -> (ChildProc, String) {
     let server = ChildProc::spawn_with("calc-server", &[name], |cmd| {
         cmd.stdin(std::process::Stdio::piped());
     });
-    server.expect("BOUND");
-    server
+    let reach = server.expect("BOUND");
+    (server, reach)
+}
+
+/// The pid a server sees for a call from this process: none over TCP.
+fn expected_pid(transport: Transport) -> Option<u32> {
+    match transport {
+        Transport::Local => Some(std::process::id()),
+        #[cfg(feature = "tcp")]
+        Transport::Tcp => None,
+    }
+}
+
+/// A pid as the server reports it, `-` for none.
+fn show(pid: Option<u32>) -> String {
+    pid.map_or_else(|| "-".to_owned(), |pid| pid.to_string())
 }
 
 fn marker(dir: &TempDir, tag: &str) -> PathBuf {
@@ -206,11 +319,10 @@ fn exists(path: &Path) -> bool {
     path.exists()
 }
 
-#[test]
-fn the_contract() {
+fn the_contract(transport: Transport) {
     let _wd = Watchdog::arm("the_contract");
-    let name = unique("calc");
-    let _server = start_server(&name);
+    let (_server, name) = start_server(transport, "calc");
+
     rt().block_on(async {
         let calc = CalculatorClient::connect(name.as_str()).await.unwrap();
         let sum: i64 = calc.add(1, 2).await.unwrap();
@@ -228,11 +340,10 @@ fn the_contract() {
     });
 }
 
-#[test]
-fn slow_calls_do_not_delay_fast_ones() {
+fn slow_calls_do_not_delay_fast_ones(transport: Transport) {
     let _wd = Watchdog::arm("slow_calls_do_not_delay_fast_ones");
-    let name = unique("mix");
-    let _server = start_server(&name);
+    let (_server, name) = start_server(transport, "mix");
+
     rt().block_on(async {
         let calc = CalculatorClient::connect(name.as_str()).await.unwrap();
         let order = Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -261,12 +372,10 @@ fn slow_calls_do_not_delay_fast_ones() {
     });
 }
 
-#[test]
-fn deadline_exceeded_stops_the_handler() {
+fn deadline_exceeded_stops_the_handler(transport: Transport) {
     let _wd = Watchdog::arm("deadline_exceeded_stops_the_handler");
-    let name = unique("deadline");
+    let (_server, name) = start_server(transport, "deadline");
     let dir = TempDir::new("deadline");
-    let _server = start_server(&name);
     rt().block_on(async {
         let calc = CalculatorClient::connect(name.as_str()).await.unwrap();
         let stopped = marker(&dir, "stopped");
@@ -291,12 +400,10 @@ fn deadline_exceeded_stops_the_handler() {
     });
 }
 
-#[test]
-fn dropping_a_call_cancels_it_on_the_server() {
+fn dropping_a_call_cancels_it_on_the_server(transport: Transport) {
     let _wd = Watchdog::arm("dropping_a_call_cancels_it_on_the_server");
-    let name = unique("cancel");
+    let (_server, name) = start_server(transport, "cancel");
     let dir = TempDir::new("cancel");
-    let _server = start_server(&name);
     rt().block_on(async {
         let calc = CalculatorClient::connect(name.as_str()).await.unwrap();
         let dropped = marker(&dir, "dropped");
@@ -315,11 +422,10 @@ fn dropping_a_call_cancels_it_on_the_server() {
     });
 }
 
-#[test]
-fn server_killed_mid_call_fails_in_flight_calls() {
+fn server_killed_mid_call_fails_in_flight_calls(transport: Transport) {
     let _wd = Watchdog::arm("server_killed_mid_call_fails_in_flight_calls");
-    let name = unique("kill");
-    let mut server = start_server(&name);
+    let (mut server, name) = start_server(transport, "kill");
+
     rt().block_on(async {
         let calc = CalculatorClient::connect(name.as_str()).await.unwrap();
         let calls: Vec<_> = (0..8)
@@ -349,12 +455,10 @@ fn server_killed_mid_call_fails_in_flight_calls() {
     });
 }
 
-#[test]
-fn client_killed_mid_call_drops_the_handler() {
+fn client_killed_mid_call_drops_the_handler(transport: Transport) {
     let _wd = Watchdog::arm("client_killed_mid_call_drops_the_handler");
-    let name = unique("ckill");
+    let (_server, name) = start_server(transport, "ckill");
     let dir = TempDir::new("ckill");
-    let _server = start_server(&name);
     let orphan = marker(&dir, "orphan");
     let mut client = ChildProc::spawn(
         "calc-client-mark",
@@ -372,11 +476,10 @@ fn client_killed_mid_call_drops_the_handler() {
     assert!(!exists(&orphan), "the dead client's handler was dropped");
 }
 
-#[test]
-fn method_table_mismatch_is_refused_at_connect() {
+fn method_table_mismatch_is_refused_at_connect(transport: Transport) {
     let _wd = Watchdog::arm("method_table_mismatch_is_refused_at_connect");
-    let name = unique("v2");
-    let server = start_server(&name);
+    let (server, name) = start_server(transport, "v2");
+
     rt().block_on(async {
         // connect() does not wait for the verdict (the first call follows the hello without a
         // round trip of its own); the handshake and every call report the typed refusal.
@@ -396,7 +499,7 @@ fn method_table_mismatch_is_refused_at_connect() {
         // The server saw the same typed refusal, from this process.
         assert_eq!(
             server.line(),
-            format!("REFUSED MethodTable {}", std::process::id())
+            format!("REFUSED MethodTable {}", show(expected_pid(transport)))
         );
         // The server goes on serving matching clients.
         let calc = CalculatorClient::connect(name.as_str()).await.unwrap();
@@ -405,11 +508,10 @@ fn method_table_mismatch_is_refused_at_connect() {
     });
 }
 
-#[test]
-fn bad_calls_get_typed_errors_and_the_connection_survives() {
+fn bad_calls_get_typed_errors_and_the_connection_survives(transport: Transport) {
     let _wd = Watchdog::arm("bad_calls_get_typed_errors_and_the_connection_survives");
-    let name = unique("bad");
-    let _server = start_server(&name);
+    let (_server, name) = start_server(transport, "bad");
+
     rt().block_on(async {
         let client = Client::connect(name.as_str(), CalculatorClient::<Client>::INFO)
             .await
@@ -447,20 +549,30 @@ fn bad_calls_get_typed_errors_and_the_connection_survives() {
     });
 }
 
-#[test]
-fn handlers_see_peer_deadline_trace_and_metadata() {
+fn handlers_see_peer_deadline_trace_and_metadata(transport: Transport) {
     let _wd = Watchdog::arm("handlers_see_peer_deadline_trace_and_metadata");
-    let name = unique("ctx");
-    let _server = start_server(&name);
+    let (_server, name) = start_server(transport, "ctx");
+
     rt().block_on(async {
         let calc = CalculatorClient::connect(name.as_str()).await.unwrap();
-        let (pid, trace, remaining, tenant) = calc
+        let (pid, addr, trace, remaining, tenant) = calc
             .clone()
             .with_timeout(Duration::from_secs(30))
             .whoami()
             .await
             .unwrap();
-        assert_eq!(pid, Some(std::process::id()));
+        // A local socket says which process calls; TCP only where from.
+        assert_eq!(pid, expected_pid(transport));
+        match transport {
+            Transport::Local => assert_eq!(addr, None),
+            #[cfg(feature = "tcp")]
+            Transport::Tcp => {
+                let addr = addr.expect("a TCP caller has an address");
+                assert!(addr.ip().is_loopback(), "{addr}");
+            }
+        }
+        // A server layer sees the same in its `ServerRequest`.
+        assert_eq!(calc.layer_saw().await.unwrap(), (pid, addr));
         assert_ne!(trace, 0);
         let remaining = remaining.expect("the deadline travels with the call");
         assert!(remaining > 1_000 && remaining <= 30_000, "{remaining}");
@@ -480,11 +592,10 @@ fn handlers_see_peer_deadline_trace_and_metadata() {
     });
 }
 
-#[test]
-fn tower_layers_run_on_both_sides() {
+fn tower_layers_run_on_both_sides(transport: Transport) {
     let _wd = Watchdog::arm("tower_layers_run_on_both_sides");
-    let name = unique("layers");
-    let _server = start_server(&name);
+    let (_server, name) = start_server(transport, "layers");
+
     rt().block_on(async {
         let client = Client::connect(name.as_str(), CalculatorClient::<Client>::INFO)
             .await
@@ -513,11 +624,10 @@ fn tower_layers_run_on_both_sides() {
     });
 }
 
-#[test]
-fn graceful_shutdown_drains_calls_in_flight() {
+fn graceful_shutdown_drains_calls_in_flight(transport: Transport) {
     let _wd = Watchdog::arm("graceful_shutdown_drains_calls_in_flight");
-    let name = unique("drain");
-    let mut server = start_server(&name);
+    let (mut server, name) = start_server(transport, "drain");
+
     rt().block_on(async {
         let calc = CalculatorClient::connect(name.as_str()).await.unwrap();
         let in_flight = {
@@ -545,11 +655,10 @@ fn graceful_shutdown_drains_calls_in_flight() {
     assert!(status.success(), "{status}");
 }
 
-#[test]
-fn reconnect_policy_reaches_a_restarted_server() {
+fn reconnect_policy_reaches_a_restarted_server(transport: Transport) {
     let _wd = Watchdog::arm("reconnect_policy_reaches_a_restarted_server");
-    let name = unique("redial");
-    let mut server = start_server(&name);
+    let (mut server, name) = start_server(transport, "redial");
+
     rt().block_on(async {
         let client = Client::builder(CalculatorClient::<Client>::INFO)
             .reconnect(
@@ -565,18 +674,17 @@ fn reconnect_policy_reaches_a_restarted_server() {
         server.kill();
         // Give the client's reader time to see the connection end.
         tokio::time::sleep(Duration::from_millis(300)).await;
-        let _restarted = start_server(&name);
+        let (_restarted, _) = start_server_at(&name);
         assert_eq!(calc.add(2, 2).await.unwrap(), 4, "the call reconnected");
         // A fresh server: its layer has seen only the two calls since the restart.
         assert_eq!(calc.layer_count().await.unwrap(), 2);
     });
 }
 
-#[test]
-fn oversize_requests_are_refused_before_sending() {
+fn oversize_requests_are_refused_before_sending(transport: Transport) {
     let _wd = Watchdog::arm("oversize_requests_are_refused_before_sending");
-    let name = unique("big");
-    let _server = start_server(&name);
+    let (_server, name) = start_server(transport, "big");
+
     rt().block_on(async {
         let client = Client::builder(CalculatorClient::<Client>::INFO)
             .max_frame_len(1024)

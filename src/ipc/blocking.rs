@@ -21,14 +21,15 @@
 //! # Ok(()) }
 //! ```
 use std::io::{self, IoSlice, IoSliceMut, Read, Write};
+use std::net::SocketAddr;
 
-use super::{ConnectOptions, Error, ListenerOptions, PeerCredentials};
+use super::{ConnectOptions, Error, ListenerOptions, PeerCredentials, either};
 use crate::{Endpoint, IntoName, os};
 
 /// A blocking listener; see the [module docs](self) for an example.
 #[derive(Debug)]
 pub struct LocalListener {
-    inner: os::BlockingListener,
+    inner: either::BlockingListener,
 }
 
 impl LocalListener {
@@ -39,7 +40,7 @@ impl LocalListener {
         ListenerOptions::new().bind_blocking(name)
     }
 
-    pub(crate) fn from_os(inner: os::BlockingListener) -> Self {
+    pub(crate) fn from_either(inner: either::BlockingListener) -> Self {
         LocalListener { inner }
     }
 
@@ -47,10 +48,11 @@ impl LocalListener {
     ///
     /// See the [module docs](self) for an example.
     pub fn accept(&self) -> io::Result<LocalStream> {
-        self.inner.accept().map(LocalStream::from_os)
+        self.inner.accept().map(LocalStream::from_either)
     }
 
-    /// The real endpoint this listener is bound to.
+    /// The real endpoint this listener is bound to; for TCP the address the OS picked when
+    /// the name asked for port `0`.
     ///
     /// See the [module docs](self) for an example.
     pub fn endpoint(&self) -> &Endpoint {
@@ -61,7 +63,7 @@ impl LocalListener {
 /// A blocking stream between two local processes; see the [module docs](self) for an example.
 #[derive(Debug)]
 pub struct LocalStream {
-    inner: os::BlockingStream,
+    inner: either::BlockingStream,
 }
 
 impl LocalStream {
@@ -72,15 +74,38 @@ impl LocalStream {
         ConnectOptions::new().connect_blocking(name)
     }
 
+    #[allow(
+        dead_code,
+        reason = "for streams made outside bind and connect, such as socket pairs"
+    )]
     pub(crate) fn from_os(inner: os::BlockingStream) -> Self {
+        LocalStream {
+            inner: either::BlockingStream::Local(inner),
+        }
+    }
+
+    pub(crate) fn from_either(inner: either::BlockingStream) -> Self {
         LocalStream { inner }
     }
 
-    /// The identity of the process at the other end.
+    /// The identity of the process at the other end; a TCP stream has none and fails with
+    /// [`io::ErrorKind::Unsupported`].
     ///
     /// See [`PeerCredentials`] for an example.
     pub fn peer_credentials(&self) -> io::Result<PeerCredentials> {
-        os::peer_credentials(&self.inner)
+        self.inner.peer_credentials()
+    }
+
+    /// The IP address and port of the other end of a TCP stream (feature `tcp`); a local
+    /// socket has none and fails with [`io::ErrorKind::Unsupported`].
+    ///
+    /// ```no_run
+    /// let stream = localrpc::ipc::blocking::LocalStream::connect("tcp:127.0.0.1:4000")?;
+    /// println!("connected to {}", stream.peer_addr()?);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.inner.peer_addr()
     }
 
     /// How long a `read` may wait before it fails with [`io::ErrorKind::WouldBlock`] or
@@ -113,7 +138,7 @@ impl LocalStream {
     /// # Ok(()) }
     /// ```
     pub fn split(self) -> io::Result<(RecvHalf, SendHalf)> {
-        let (rx, tx) = os::split_blocking(self.inner)?;
+        let (rx, tx) = self.inner.split()?;
         Ok((RecvHalf { inner: rx }, SendHalf { inner: tx }))
     }
 }
@@ -121,13 +146,13 @@ impl LocalStream {
 /// The receiving half of a blocking [`LocalStream`], from [`LocalStream::split`].
 #[derive(Debug)]
 pub struct RecvHalf {
-    inner: os::BlockingRecvHalf,
+    inner: either::BlockingRecvHalf,
 }
 
 /// The sending half of a blocking [`LocalStream`], from [`LocalStream::split`].
 #[derive(Debug)]
 pub struct SendHalf {
-    inner: os::BlockingSendHalf,
+    inner: either::BlockingSendHalf,
 }
 
 macro_rules! delegate_io {

@@ -1,11 +1,13 @@
-//! Tokio local sockets: Unix domain sockets or Windows named pipes behind one type.
+//! Tokio local sockets: Unix domain sockets or Windows named pipes (or, with the `tcp` feature,
+//! TCP) behind one type.
 use std::io;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use super::{ConnectOptions, Error, ListenerOptions, PeerCredentials};
+use super::{ConnectOptions, Error, ListenerOptions, PeerCredentials, either};
 use crate::{Endpoint, IntoName, os};
 
 /// A Tokio listener for local connections.
@@ -29,7 +31,7 @@ use crate::{Endpoint, IntoName, os};
 /// ```
 #[derive(Debug)]
 pub struct LocalListener {
-    inner: os::Listener,
+    inner: either::Listener,
 }
 
 impl LocalListener {
@@ -43,7 +45,7 @@ impl LocalListener {
         ListenerOptions::new().bind(name)
     }
 
-    pub(crate) fn from_os(inner: os::Listener) -> Self {
+    pub(crate) fn from_either(inner: either::Listener) -> Self {
         LocalListener { inner }
     }
 
@@ -51,10 +53,11 @@ impl LocalListener {
     ///
     /// See the [type docs](LocalListener) for an example.
     pub async fn accept(&self) -> io::Result<LocalStream> {
-        self.inner.accept().await.map(LocalStream::from_os)
+        self.inner.accept().await.map(LocalStream::from_either)
     }
 
-    /// The real endpoint this listener is bound to.
+    /// The real endpoint this listener is bound to; for TCP the address the OS picked when
+    /// the name asked for port `0`.
     ///
     /// See [`ListenerOptions`] for an example.
     pub fn endpoint(&self) -> &Endpoint {
@@ -78,7 +81,7 @@ impl LocalListener {
 /// ```
 #[derive(Debug)]
 pub struct LocalStream {
-    inner: os::Stream,
+    inner: either::Stream,
 }
 
 impl LocalStream {
@@ -89,16 +92,43 @@ impl LocalStream {
         ConnectOptions::new().connect(name).await
     }
 
+    #[allow(
+        dead_code,
+        reason = "for streams made outside bind and connect, such as socket pairs"
+    )]
     pub(crate) fn from_os(inner: os::Stream) -> Self {
+        LocalStream {
+            inner: either::Stream::Local(inner),
+        }
+    }
+
+    pub(crate) fn from_either(inner: either::Stream) -> Self {
         LocalStream { inner }
     }
 
     /// The identity of the process at the other end: the client for a stream a listener
     /// accepted, the server for a stream that connected.
     ///
+    /// A TCP stream has none: this fails with [`io::ErrorKind::Unsupported`].
+    ///
     /// See the [type docs](LocalStream) for an example.
     pub fn peer_credentials(&self) -> io::Result<PeerCredentials> {
-        os::peer_credentials(&self.inner)
+        self.inner.peer_credentials()
+    }
+
+    /// The IP address and port of the other end of a TCP stream (feature `tcp`); a local
+    /// socket has none and fails with [`io::ErrorKind::Unsupported`].
+    ///
+    /// An address is not an identity: TCP has no authentication (see the crate docs).
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// let stream = localrpc::ipc::LocalStream::connect("tcp:127.0.0.1:4000").await?;
+    /// println!("connected to {}", stream.peer_addr()?);
+    /// # Ok(()) }
+    /// ```
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.inner.peer_addr()
     }
 
     /// Splits into halves that can be used from different tasks.
@@ -110,7 +140,7 @@ impl LocalStream {
     /// # }
     /// ```
     pub fn into_split(self) -> (RecvHalf, SendHalf) {
-        let (rx, tx) = os::split(self.inner);
+        let (rx, tx) = self.inner.into_split();
         (RecvHalf { inner: rx }, SendHalf { inner: tx })
     }
 }
@@ -118,13 +148,13 @@ impl LocalStream {
 /// The receiving half of a [`LocalStream`], from [`LocalStream::into_split`].
 #[derive(Debug)]
 pub struct RecvHalf {
-    inner: os::RecvHalf,
+    inner: either::RecvHalf,
 }
 
 /// The sending half of a [`LocalStream`], from [`LocalStream::into_split`].
 #[derive(Debug)]
 pub struct SendHalf {
-    inner: os::SendHalf,
+    inner: either::SendHalf,
 }
 
 macro_rules! delegate_async_io {

@@ -15,6 +15,10 @@
 //!   owner-only security descriptor by default.
 //! - Both ends can read the other's [`PeerCredentials`].
 //!
+//! With the `tcp` feature the same types also carry `tcp:HOST:PORT` endpoints. None of the
+//! protections above apply to TCP: it has no credentials ([`LocalStream::peer_credentials`]
+//! fails, [`LocalStream::peer_addr`] answers instead) and no access control.
+//!
 //! ```no_run
 //! use localrpc::ipc::{LocalListener, LocalStream};
 //! use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -37,10 +41,13 @@
 //! # Ok(()) }
 //! ```
 pub mod blocking;
+mod either;
 mod error;
 mod local_socket;
 mod options;
 mod peer;
+#[cfg(feature = "tcp")]
+mod tcp;
 
 pub use error::Error;
 pub use local_socket::{LocalListener, LocalStream, RecvHalf, SendHalf};

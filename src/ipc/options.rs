@@ -1,11 +1,12 @@
 use std::time::Duration;
 
-use super::{Error, LocalListener, LocalStream, blocking};
+use super::{Error, LocalListener, LocalStream, blocking, either};
 use crate::IntoName;
 use crate::os;
 
 /// How to bind a [`LocalListener`]: reclaiming stale sockets, and the OS-specific access
-/// rules (`mode` on Unix, `security_descriptor` on Windows).
+/// rules (`mode` on Unix, `security_descriptor` on Windows). None of them applies to a `tcp:`
+/// name, which has no file and no access control.
 ///
 /// ```no_run
 /// use localrpc::ipc::ListenerOptions;
@@ -52,7 +53,7 @@ impl ListenerOptions {
     /// See the [type docs](ListenerOptions) for an example.
     pub fn bind(&self, name: impl IntoName) -> Result<LocalListener, Error> {
         let name = name.into_name()?;
-        os::Listener::bind(&name, self).map(LocalListener::from_os)
+        either::Listener::bind(&name, self).map(LocalListener::from_either)
     }
 
     /// Binds a blocking listener.
@@ -64,7 +65,7 @@ impl ListenerOptions {
     /// ```
     pub fn bind_blocking(&self, name: impl IntoName) -> Result<blocking::LocalListener, Error> {
         let name = name.into_name()?;
-        os::BlockingListener::bind(&name, self).map(blocking::LocalListener::from_os)
+        either::BlockingListener::bind(&name, self).map(blocking::LocalListener::from_either)
     }
 }
 
@@ -116,7 +117,9 @@ impl ConnectOptions {
     /// See the [type docs](ConnectOptions) for an example.
     pub async fn connect(&self, name: impl IntoName) -> Result<LocalStream, Error> {
         let name = name.into_name()?;
-        os::connect(&name, self).await.map(LocalStream::from_os)
+        either::Stream::connect(&name, self)
+            .await
+            .map(LocalStream::from_either)
     }
 
     /// Connects a blocking stream.
@@ -127,6 +130,6 @@ impl ConnectOptions {
     /// ```
     pub fn connect_blocking(&self, name: impl IntoName) -> Result<blocking::LocalStream, Error> {
         let name = name.into_name()?;
-        os::connect_blocking(&name, self).map(blocking::LocalStream::from_os)
+        either::BlockingStream::connect(&name, self).map(blocking::LocalStream::from_either)
     }
 }

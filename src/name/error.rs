@@ -46,7 +46,7 @@ pub enum NameError {
     },
     /// A string form started with a scheme this crate does not know.
     #[error(
-        "unknown endpoint scheme {scheme:?}; expected `unix:`, `abstract:`, `pipe:` or a portable name"
+        "unknown endpoint scheme {scheme:?}; expected `unix:`, `abstract:`, `pipe:`, `tcp:` or a portable name"
     )]
     UnknownScheme {
         /// The scheme that was given, without the colon.
@@ -57,5 +57,42 @@ pub enum NameError {
     Unsupported {
         /// Which form was asked for: `"abstract"`, `"pipe"` or `"unix"`.
         form: &'static str,
+    },
+    /// The form needs a cargo feature of localrpc that this build does not enable, such as
+    /// `tcp:` names without the `tcp` feature.
+    ///
+    /// ```
+    /// # #[cfg(not(feature = "tcp"))]
+    /// assert_eq!(
+    ///     "tcp:127.0.0.1:4000".parse::<localrpc::Name>(),
+    ///     Err(localrpc::NameError::FeatureDisabled { feature: "tcp" }),
+    /// );
+    /// ```
+    #[error(
+        "`{feature}:` endpoints need the `{feature}` cargo feature of localrpc, which is not enabled"
+    )]
+    FeatureDisabled {
+        /// The feature to enable.
+        feature: &'static str,
+    },
+    /// The host of a `tcp:HOST:PORT` name is neither an IP address nor a host name.
+    #[error(
+        "invalid TCP host {host:?}; expected an IPv4 address, an IPv6 address in brackets or a host name, as in `tcp:127.0.0.1:4000`, `tcp:[::1]:4000`, `tcp:localhost:4000`"
+    )]
+    InvalidHost {
+        /// The host as given.
+        host: String,
+    },
+    /// The port of a `tcp:HOST:PORT` name is missing or not a number from 0 to 65535.
+    #[error("invalid TCP port {port:?}; expected `tcp:HOST:PORT` with PORT from 0 to 65535")]
+    InvalidPort {
+        /// The port as given (empty when there was none).
+        port: String,
+    },
+    /// A TCP host name did not resolve to any address.
+    #[error("TCP host {host:?} did not resolve to an address")]
+    UnresolvedHost {
+        /// The host name.
+        host: String,
     },
 }

@@ -10,6 +10,7 @@
 //! | filesystem: [`Name::path`] | `unix:/run/x.sock` | that socket file | not available |
 //! | abstract: `Name::abstract_name` | `abstract:x` | Linux and Android only | not available |
 //! | pipe: `Name::pipe` | `pipe:x` | not available | `\\.\pipe\x` |
+//! | TCP: `Name::tcp` (feature `tcp`) | `tcp:127.0.0.1:4000`, `tcp:[::1]:4000`, `tcp:localhost:4000` | that address | that address |
 //!
 //! The per-user directory on Unix is `$XDG_RUNTIME_DIR` when it is set, and otherwise
 //! `localrpc-<uid>` in the temporary directory, created with mode `0700`. localrpc refuses to
@@ -19,8 +20,13 @@
 //! Portable names map to *filesystem* sockets on Linux on purpose: abstract sockets ignore file
 //! permissions, so any process on the host (in the same network namespace) could connect.
 //! Abstract names stay available as an explicit choice.
+//!
+//! A `tcp:` name leaves the host and carries no peer credentials; without the `tcp` feature it
+//! fails to parse with [`NameError::FeatureDisabled`].
 mod error;
 mod parse;
+#[cfg(feature = "tcp")]
+mod tcp;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -61,7 +67,12 @@ pub(crate) enum Repr {
     Abstract(Vec<u8>),
     #[allow(dead_code, reason = "constructed only on Windows")]
     Pipe(String),
+    #[cfg(feature = "tcp")]
+    Tcp(tcp::TcpName),
 }
+
+#[cfg(feature = "tcp")]
+pub(crate) use tcp::TcpName;
 
 /// The real address a [`Name`] resolves to on this operating system.
 ///
@@ -83,6 +94,9 @@ pub enum Endpoint {
     Abstract(Vec<u8>),
     /// A full Windows pipe name such as `\\.\pipe\myapp.calc`.
     Pipe(String),
+    /// A TCP socket address (only with the `tcp` feature); a listener bound to port `0`
+    /// reports the port the OS picked.
+    Tcp(std::net::SocketAddr),
 }
 
 impl fmt::Display for Endpoint {
@@ -92,6 +106,7 @@ impl fmt::Display for Endpoint {
             // `@name` is how `ss` and `lsof` print abstract sockets.
             Endpoint::Abstract(n) => write!(f, "@{}", String::from_utf8_lossy(n)),
             Endpoint::Pipe(p) => f.write_str(p),
+            Endpoint::Tcp(addr) => write!(f, "{addr}"),
         }
     }
 }
@@ -130,7 +145,7 @@ impl Name {
         })
     }
 
-    /// The portable name, socket path, abstract name or pipe name as given.
+    /// The portable name, socket path, abstract name, pipe name or TCP `HOST:PORT` as given.
     ///
     /// ```
     /// let name = localrpc::Name::new("svc")?;
@@ -142,6 +157,8 @@ impl Name {
             Repr::Portable(s) | Repr::Pipe(s) => s.as_str().into(),
             Repr::Path(p) => p.to_string_lossy(),
             Repr::Abstract(b) => String::from_utf8_lossy(b),
+            #[cfg(feature = "tcp")]
+            Repr::Tcp(tcp) => tcp.to_string().into(),
         }
     }
 
@@ -158,7 +175,9 @@ impl Name {
     /// The real endpoint this name resolves to, without touching the filesystem.
     ///
     /// For a portable name on Unix this reads `XDG_RUNTIME_DIR` and the user id; the directory
-    /// itself is created and checked only when a listener binds or a client connects.
+    /// itself is created and checked only when a listener binds or a client connects. For a
+    /// TCP host name this looks the name up (a blocking query) and returns the first address;
+    /// an IP address is returned as it is.
     ///
     /// ```
     /// let name = localrpc::Name::new("myapp.calc")?;

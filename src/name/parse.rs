@@ -1,4 +1,4 @@
-//! Validation and the string form (`unix:`, `abstract:`, `pipe:`, portable).
+//! Validation and the string form (`unix:`, `abstract:`, `pipe:`, `tcp:`, portable).
 use std::fmt;
 use std::path::Path;
 use std::str::FromStr;
@@ -35,17 +35,28 @@ pub(super) fn check_path(path: &Path) -> Result<(), NameError> {
     crate::os::check_socket_path_len(bytes.len())
 }
 
+#[cfg(feature = "tcp")]
+fn parse_tcp(addr: &str) -> Result<Name, NameError> {
+    super::TcpName::parse(addr).map(|tcp| Name::from_repr(Repr::Tcp(tcp)))
+}
+
+#[cfg(not(feature = "tcp"))]
+fn parse_tcp(_addr: &str) -> Result<Name, NameError> {
+    Err(NameError::FeatureDisabled { feature: "tcp" })
+}
+
 impl FromStr for Name {
     type Err = NameError;
 
-    /// Parses `unix:PATH`, `abstract:NAME`, `pipe:NAME` or a portable name.
+    /// Parses `unix:PATH`, `abstract:NAME`, `pipe:NAME`, `tcp:HOST:PORT` (feature `tcp`) or a
+    /// portable name.
     ///
     /// ```
     /// use localrpc::{Name, NameError};
     ///
     /// let name: Name = "unix:/tmp/app.sock".parse()?;
     /// assert_eq!(name, Name::path("/tmp/app.sock")?);
-    /// assert!(matches!("tcp:1".parse::<Name>(), Err(NameError::UnknownScheme { .. })));
+    /// assert!(matches!("http:x".parse::<Name>(), Err(NameError::UnknownScheme { .. })));
     /// # Ok::<(), NameError>(())
     /// ```
     fn from_str(s: &str) -> Result<Name, NameError> {
@@ -53,6 +64,7 @@ impl FromStr for Name {
             Some(("unix", path)) => Name::path(path),
             Some(("abstract", name)) => crate::os::parse_abstract(name),
             Some(("pipe", name)) => crate::os::parse_pipe(name),
+            Some(("tcp", addr)) => parse_tcp(addr),
             Some((scheme, _)) => Err(NameError::UnknownScheme {
                 scheme: scheme.to_owned(),
             }),
@@ -69,6 +81,8 @@ impl fmt::Display for Name {
             Repr::Path(p) => write!(f, "unix:{}", p.display()),
             Repr::Abstract(b) => write!(f, "abstract:{}", String::from_utf8_lossy(b)),
             Repr::Pipe(p) => write!(f, "pipe:{p}"),
+            #[cfg(feature = "tcp")]
+            Repr::Tcp(tcp) => write!(f, "tcp:{tcp}"),
         }
     }
 }

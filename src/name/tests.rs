@@ -109,3 +109,89 @@ fn windows_mapping() {
         Err(NameError::Unsupported { form: "abstract" })
     );
 }
+
+#[cfg(feature = "tcp")]
+#[test]
+fn tcp_names_round_trip() {
+    for form in [
+        "tcp:127.0.0.1:4000",
+        "tcp:[::1]:4000",
+        "tcp:localhost:4000",
+        "tcp:db-1.example_net.org:0",
+        "tcp:0.0.0.0:65535",
+    ] {
+        let name: Name = form.parse().unwrap();
+        assert_eq!(name.to_string(), form);
+        assert_eq!(name.to_string().parse::<Name>().unwrap(), name);
+        assert!(!name.is_portable());
+    }
+    assert_eq!(
+        "tcp:[::1]:4000".parse::<Name>().unwrap(),
+        Name::tcp("::1", 4000).unwrap()
+    );
+    assert_eq!(Name::tcp("[::1]", 4000).unwrap().as_given(), "[::1]:4000");
+    let addr: std::net::SocketAddr = "127.0.0.1:4000".parse().unwrap();
+    assert_eq!(Name::from(addr), "tcp:127.0.0.1:4000".parse().unwrap());
+}
+
+#[cfg(feature = "tcp")]
+#[test]
+fn tcp_endpoints_show_the_address() {
+    let endpoint = "tcp:[::1]:4000"
+        .parse::<Name>()
+        .unwrap()
+        .endpoint()
+        .unwrap();
+    assert_eq!(endpoint, Endpoint::Tcp("[::1]:4000".parse().unwrap()));
+    assert_eq!(endpoint.to_string(), "[::1]:4000");
+    let Endpoint::Tcp(addr) = "tcp:localhost:0"
+        .parse::<Name>()
+        .unwrap()
+        .endpoint()
+        .unwrap()
+    else {
+        panic!("a tcp name resolves to a tcp endpoint")
+    };
+    assert!(addr.ip().is_loopback(), "{addr}");
+    assert_eq!(addr.port(), 0);
+}
+
+#[cfg(feature = "tcp")]
+#[test]
+fn bad_tcp_names_are_typed() {
+    let host = |h: &str| NameError::InvalidHost { host: h.into() };
+    let port = |p: &str| NameError::InvalidPort { port: p.into() };
+    let cases = [
+        ("tcp:localhost", port("")),
+        ("tcp:localhost:", port("")),
+        ("tcp:localhost:65536", port("65536")),
+        ("tcp:localhost:+1", port("+1")),
+        ("tcp:localhost:http", port("http")),
+        ("tcp::4000", host("")),
+        ("tcp:::1:4000", host("::1")),
+        ("tcp:[::1:4000", host("[::1")),
+        ("tcp:[127.0.0.1]:4000", host("[127.0.0.1]")),
+        ("tcp:bad host:4000", host("bad host")),
+        ("tcp:-lead.example:4000", host("-lead.example")),
+        ("tcp:a..b:4000", host("a..b")),
+    ];
+    for (form, expected) in cases {
+        assert_eq!(form.parse::<Name>(), Err(expected), "{form}");
+    }
+    assert_eq!(Name::tcp("a/b", 1), Err(host("a/b")));
+    // The messages say what was wrong and what is expected.
+    let message = "tcp:localhost".parse::<Name>().unwrap_err().to_string();
+    assert!(message.contains("tcp:HOST:PORT"), "{message}");
+}
+
+#[cfg(not(feature = "tcp"))]
+#[test]
+fn tcp_names_need_the_feature() {
+    for form in ["tcp:127.0.0.1:4000", "tcp:[::1]:0", "tcp:garbage"] {
+        let error = form.parse::<Name>().unwrap_err();
+        assert_eq!(error, NameError::FeatureDisabled { feature: "tcp" });
+        let message = error.to_string();
+        assert!(message.contains("`tcp` cargo feature"), "{message}");
+        assert!(message.contains("not enabled"), "{message}");
+    }
+}

@@ -6,6 +6,7 @@
 //! awaiting holds up the other calls of its connection (not those of other connections), so
 //! heavy work belongs in `tokio::task::spawn_blocking`.
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -46,6 +47,7 @@ pub(crate) async fn serve_connection<S>(
 {
     let peer = stream.peer_credentials().ok();
     let peer_pid = peer.and_then(|p| p.pid());
+    let peer_addr = stream.peer_addr().ok();
     let (r, w) = stream.into_split();
     let mut reader = FrameReader::with_max_frame_len(r, config.max_frame_len);
     let mut writer = FrameWriter::with_max_frame_len(w, config.max_frame_len);
@@ -79,7 +81,12 @@ pub(crate) async fn serve_connection<S>(
         let _ = writer.close().await; // flushes the refusal
         return;
     }
-    tracing::debug!(?peer_pid, service = info.name(), "connection accepted");
+    tracing::debug!(
+        ?peer_pid,
+        ?peer_addr,
+        service = info.name(),
+        "connection accepted"
+    );
 
     let mut stop = stop;
     let mut driver = Driver {
@@ -88,6 +95,7 @@ pub(crate) async fn serve_connection<S>(
         svc,
         info,
         peer,
+        peer_addr,
         config,
         calls: FuturesUnordered::new(),
         aborts: HashMap::new(),
@@ -107,6 +115,7 @@ struct Driver<R, W, S> {
     svc: S,
     info: &'static ServiceInfo,
     peer: Option<PeerCredentials>,
+    peer_addr: Option<SocketAddr>,
     config: Arc<Config>,
     calls: FuturesUnordered<CallFuture>,
     aborts: HashMap<u64, AbortHandle>,
@@ -212,7 +221,7 @@ where
             }
             envelope::Kind::Request(req) => {
                 let id = req.call_id;
-                let request = server_request(req, self.info, self.peer);
+                let request = server_request(req, self.info, self.peer, self.peer_addr);
                 let (abort, registration) = AbortHandle::new_pair();
                 let fut = Abortable::new(run_call(self.svc.clone(), request), registration);
                 self.aborts.insert(id, abort);
@@ -237,6 +246,7 @@ fn server_request(
     req: wire::Request,
     info: &'static ServiceInfo,
     peer: Option<PeerCredentials>,
+    peer_addr: Option<SocketAddr>,
 ) -> ServerRequest {
     let deadline = req
         .timeout_micros
@@ -249,6 +259,7 @@ fn server_request(
             call_id: req.call_id,
             method: info.method_name(req.method).unwrap_or("?"),
             peer,
+            peer_addr,
             deadline,
             trace_id: wire::trace_id(req.trace),
             metadata: Metadata::from_entries(req.metadata.into_iter().collect()),

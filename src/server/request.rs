@@ -1,3 +1,4 @@
+use std::net::SocketAddr;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -52,11 +53,28 @@ impl ServerRequest {
         &self.payload
     }
 
-    /// The caller's credentials (`None` where the transport has none).
+    /// The caller's credentials (`None` where the transport has none, as over TCP).
     ///
     /// See the [type docs](ServerRequest) for an example.
     pub fn peer(&self) -> Option<&PeerCredentials> {
         self.context.peer.as_ref()
+    }
+
+    /// The caller's IP address and port when the call came over TCP (feature `tcp`); `None`
+    /// over a local socket.
+    ///
+    /// TCP has no authentication: anyone who can reach the port can call, and an address is
+    /// not an identity. A layer that needs to know who calls should refuse calls without
+    /// [`peer`](Self::peer) credentials, or the server should sit behind TLS.
+    ///
+    /// ```
+    /// // Fail closed: only callers the OS vouches for.
+    /// fn admit(req: &localrpc::ServerRequest) -> bool {
+    ///     req.peer_addr().is_none() && req.peer().is_some()
+    /// }
+    /// ```
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        self.context.peer_addr
     }
 
     /// When the caller stops waiting.

@@ -3,8 +3,9 @@
 //! A transport is anything that is a [`Stream`] of received frames and a [`Sink`] of frames to
 //! send; [`Transport`] is implemented for all such types. This module provides:
 //!
-//! - [`Framed`] over any `AsyncRead + AsyncWrite`: a [`LocalStream`](crate::ipc::LocalStream),
-//!   a socketpair, or stdin and stdout joined with [`tokio::io::join`];
+//! - [`Framed`] over any `AsyncRead + AsyncWrite`: a [`LocalStream`](crate::ipc::LocalStream)
+//!   (a local socket, or TCP with the `tcp` feature), a socketpair, or stdin and stdout joined
+//!   with [`tokio::io::join`];
 //! - [`FrameReader`] and [`FrameWriter`] for split halves;
 //! - [`memory`], an in-process pair for unit tests.
 //!

@@ -43,6 +43,8 @@ pub(crate) fn resolve(repr: &Repr) -> Result<Endpoint, NameError> {
         Repr::Path(path) => Ok(Endpoint::Path(path.clone())),
         Repr::Abstract(name) => Ok(Endpoint::Abstract(name.clone())),
         Repr::Pipe(_) => Err(NameError::Unsupported { form: "pipe" }),
+        #[cfg(feature = "tcp")]
+        Repr::Tcp(tcp) => tcp.endpoint(),
     }
 }
 

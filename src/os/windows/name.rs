@@ -58,6 +58,8 @@ pub(crate) fn resolve(repr: &Repr) -> Result<Endpoint, NameError> {
         }
         Repr::Path(_) => Err(NameError::Unsupported { form: "unix" }),
         Repr::Abstract(_) => Err(NameError::Unsupported { form: "abstract" }),
+        #[cfg(feature = "tcp")]
+        Repr::Tcp(tcp) => tcp.endpoint(),
     }
 }
 
