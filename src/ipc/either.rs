@@ -220,6 +220,10 @@ impl BlockingStream {
         }
     }
 
+    pub(crate) fn set_read_timeout(&self, timeout: Option<std::time::Duration>) -> io::Result<()> {
+        either!(self, s => s.set_read_timeout(timeout))
+    }
+
     pub(crate) fn peer_addr(&self) -> io::Result<SocketAddr> {
         match self {
             BlockingStream::Local(_) => Err(no_peer_addr()),

@@ -92,10 +92,7 @@ impl LocalStream {
         ConnectOptions::new().connect(name).await
     }
 
-    #[allow(
-        dead_code,
-        reason = "for streams made outside bind and connect, such as socket pairs"
-    )]
+    /// A stream made outside bind and connect, such as one end of a socket pair.
     pub(crate) fn from_os(inner: os::Stream) -> Self {
         LocalStream {
             inner: either::Stream::Local(inner),
