@@ -1,5 +1,7 @@
-//! Blocking local sockets for code without an async runtime: [`std::io::Read`] and
+//! Blocking local sockets and pipes for code without an async runtime: [`std::io::Read`] and
 //! [`std::io::Write`] over the same endpoints as the Tokio types.
+//!
+//! Unnamed pipes: see [`pipe`].
 //!
 //! ```no_run
 //! use std::io::{Read, Write};
@@ -22,6 +24,7 @@
 //! ```
 use std::io::{self, IoSlice, IoSliceMut, Read, Write};
 
+pub use super::pipe::blocking::{PipeReceiver, PipeSender, pipe};
 use super::{ConnectOptions, Error, ListenerOptions, PeerCredentials};
 use crate::{Endpoint, IntoName, os};
 

@@ -6,9 +6,9 @@ use thiserror::Error;
 
 use crate::{Endpoint, NameError};
 
-/// Why binding a listener or connecting to an endpoint failed.
+/// Why binding a listener, connecting to an endpoint, or creating or opening a FIFO failed.
 ///
-/// Every variant names the real endpoint, so "address in use" can be traced to a path.
+/// Every variant names the real endpoint or path, so "address in use" can be traced to a path.
 /// It converts into [`io::Error`] with a matching [`io::ErrorKind`] for code that only
 /// speaks `io::Result`.
 ///
@@ -47,7 +47,8 @@ pub enum Error {
         /// The endpoint that was tried.
         endpoint: Endpoint,
     },
-    /// The OS denied access to the endpoint (file mode or security descriptor).
+    /// The OS denied access to the endpoint (file mode or security descriptor). For a FIFO the
+    /// endpoint is [`Endpoint::Path`] with the FIFO's path.
     #[error("permission denied for {endpoint}")]
     PermissionDenied {
         /// The endpoint that was tried.
@@ -71,6 +72,32 @@ pub enum Error {
         path: PathBuf,
         /// What is wrong with it.
         reason: &'static str,
+    },
+    /// Something already exists at the path where a FIFO was to be created; it is left alone.
+    #[error("cannot create a FIFO at {}: the path already exists", path.display())]
+    AlreadyExists {
+        /// The path that is taken.
+        path: PathBuf,
+    },
+    /// The path, or a directory on the way to it, does not exist (creating or opening a FIFO).
+    #[error("no such file or directory: {}", path.display())]
+    PathNotFound {
+        /// The path that was tried.
+        path: PathBuf,
+    },
+    /// The file at the path is not a FIFO, so it was not used as one.
+    #[error("{} is not a FIFO", path.display())]
+    NotAFifo {
+        /// The path that was tried.
+        path: PathBuf,
+    },
+    /// No process opened the FIFO for reading before the wait for one ran out.
+    #[error("no reader opened the FIFO {} within {waited:?}", path.display())]
+    NoReader {
+        /// The FIFO's path.
+        path: PathBuf,
+        /// How long the writer waited.
+        waited: Duration,
     },
     /// Any other OS error, with the operation and endpoint it happened on.
     #[error("{op} {endpoint} failed")]
@@ -101,7 +128,10 @@ impl Error {
             Error::PermissionDenied { .. } | Error::InsecureDir { .. } => {
                 io::ErrorKind::PermissionDenied
             }
-            Error::Busy { .. } => io::ErrorKind::TimedOut,
+            Error::Busy { .. } | Error::NoReader { .. } => io::ErrorKind::TimedOut,
+            Error::AlreadyExists { .. } => io::ErrorKind::AlreadyExists,
+            Error::PathNotFound { .. } => io::ErrorKind::NotFound,
+            Error::NotAFifo { .. } => io::ErrorKind::InvalidInput,
             Error::Io { source, .. } => source.kind(),
         }
     }

@@ -41,8 +41,14 @@ mod error;
 mod local_socket;
 mod options;
 mod peer;
+mod pipe;
 
 pub use error::Error;
 pub use local_socket::{LocalListener, LocalStream, RecvHalf, SendHalf};
 pub use options::{ConnectOptions, ListenerOptions};
 pub use peer::PeerCredentials;
+pub use pipe::{
+    PipeReceiver, PipeSender, pipe, pipe_with_blocking_receiver, pipe_with_blocking_sender,
+};
+// The items only some operating systems have: the `fifo` module on Unix.
+pub use crate::os::ipc_only::*;
