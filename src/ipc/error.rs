@@ -159,3 +159,53 @@ impl From<Error> for io::Error {
         io::Error::new(e.kind(), e)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io;
+    use std::time::Duration;
+
+    use super::Error;
+    use crate::Endpoint;
+
+    #[test]
+    fn io_error_kind_matches_kind_for_fifo_errors() {
+        let path = std::path::PathBuf::from("/tmp/x.fifo");
+        let cases = [
+            (
+                Error::AlreadyExists { path: path.clone() },
+                io::ErrorKind::AlreadyExists,
+            ),
+            (
+                Error::PathNotFound { path: path.clone() },
+                io::ErrorKind::NotFound,
+            ),
+            (
+                Error::NotAFifo { path: path.clone() },
+                io::ErrorKind::InvalidInput,
+            ),
+            (
+                Error::NoReader {
+                    path: path.clone(),
+                    waited: Duration::from_secs(5),
+                },
+                io::ErrorKind::TimedOut,
+            ),
+            (
+                Error::PermissionDenied {
+                    endpoint: Endpoint::Path(path.clone()),
+                    source: io::ErrorKind::PermissionDenied.into(),
+                },
+                io::ErrorKind::PermissionDenied,
+            ),
+        ];
+        for (error, kind) in cases {
+            let message = error.to_string();
+            assert!(message.contains("x.fifo"), "names the path: {message}");
+            assert_eq!(error.kind(), kind, "{message}");
+            let io = io::Error::from(error);
+            assert_eq!(io.kind(), kind, "{message}");
+            assert_eq!(io.to_string(), message);
+        }
+    }
+}

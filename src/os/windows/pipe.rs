@@ -210,3 +210,55 @@ handle_impls! {
     tokio: ipc::PipeSender, ipc::PipeReceiver;
     blocking: blocking::PipeSender, blocking::PipeReceiver
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::os::windows::io::AsRawHandle;
+
+    use windows_sys::Win32::Foundation::{GetHandleInformation, HANDLE_FLAG_INHERIT};
+
+    use super::current_instances;
+    use crate::ipc::{self, blocking};
+
+    fn inheritable(handle: &impl AsRawHandle) -> bool {
+        let mut flags = 0u32;
+        // SAFETY: the handle is borrowed for the call and `flags` is valid for writes.
+        let ok = unsafe { GetHandleInformation(handle.as_raw_handle(), &mut flags) };
+        assert_ne!(ok, 0, "{}", std::io::Error::last_os_error());
+        flags & HANDLE_FLAG_INHERIT != 0
+    }
+
+    #[test]
+    fn ends_are_not_inheritable_and_the_pipe_has_one_instance() {
+        let (mut tx, mut rx) = blocking::pipe().unwrap();
+        assert!(!inheritable(&tx) && !inheritable(&rx));
+        assert_eq!(current_instances(&rx).unwrap(), 1);
+        tx.write_all(b"one way").unwrap();
+        drop(tx);
+        let mut got = Vec::new();
+        rx.read_to_end(&mut got).unwrap();
+        assert_eq!(got, b"one way");
+
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .build()
+            .unwrap();
+        let _guard = rt.enter();
+        let (tx, rx) = ipc::pipe().unwrap();
+        assert!(!inheritable(&tx) && !inheritable(&rx));
+        let (tx, rx) = ipc::pipe_with_blocking_receiver().unwrap();
+        assert!(!inheritable(&tx) && !inheritable(&rx));
+        let (tx, rx) = ipc::pipe_with_blocking_sender().unwrap();
+        assert!(!inheritable(&tx) && !inheritable(&rx));
+    }
+
+    #[test]
+    fn the_receiving_end_cannot_write_nor_the_sending_end_read() {
+        let (tx, rx) = blocking::pipe().unwrap();
+        let mut rx_file = rx.inner;
+        let mut tx_file = tx.inner;
+        assert!(rx_file.write(b"x").is_err());
+        assert!(tx_file.read(&mut [0u8; 1]).is_err());
+    }
+}
