@@ -64,6 +64,7 @@ fn run_child() {
         "fifo-write" => {
             let data = pattern(args[1].parse().unwrap(), args[2].parse().unwrap());
             let mut tx = ipc::fifo::open_sender_blocking(&args[0]).unwrap();
+            report("OPENED");
             tx.write_all(&data).unwrap();
             report("DONE");
         }
@@ -358,14 +359,19 @@ mod fifo {
         let path = dir.0.join("data.fifo");
         fifo::create(&path, 0o600).unwrap();
         let expected = Checksum::of(&pattern(5, BIG));
+        let rt = rt();
+        let mut rx = {
+            let _context = rt.enter();
+            fifo::open_receiver(&path).unwrap()
+        };
         let child = ChildProc::spawn(
             "fifo-write",
             &[path.to_str().unwrap(), "5", &BIG.to_string()],
         );
-        let got = rt().block_on(async {
-            let mut rx = fifo::open_receiver(&path).unwrap();
-            Checksum::of_async_reader(&mut rx).await
-        });
+        // Read only once the writer is in: before that, only Linux promises not to report
+        // end-of-file.
+        assert_eq!(child.expect("OPENED"), "");
+        let got = rt.block_on(Checksum::of_async_reader(&mut rx));
         assert_eq!(got, expected);
         assert_eq!(child.expect("DONE"), "");
     }

@@ -10,7 +10,8 @@ use crate::os;
 /// Created by [`pipe`], by [`ipc::pipe_with_blocking_sender`](crate::ipc::pipe_with_blocking_sender),
 /// or by opening a FIFO (Unix). It converts into [`Stdio`] to become a child process's stdout or
 /// stderr, and to and from the OS handle type (`OwnedFd` on Unix, `OwnedHandle` on Windows).
-/// Writing after every reading end is gone fails with [`io::ErrorKind::BrokenPipe`].
+/// Writing after every reading end is gone fails with [`io::ErrorKind::BrokenPipe`] (see
+/// [`ipc::PipeSender`](crate::ipc::PipeSender) about `SIGPIPE` on Unix).
 ///
 /// See [`pipe`] for an example.
 #[derive(Debug)]

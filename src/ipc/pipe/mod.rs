@@ -15,8 +15,10 @@ use crate::os;
 /// The writing end of a pipe or FIFO, for Tokio ([`AsyncWrite`]).
 ///
 /// Created by [`pipe`] or [`pipe_with_blocking_receiver`], or by opening a FIFO (Unix). Writing
-/// after every reading end is gone fails with [`io::ErrorKind::BrokenPipe`]; dropping the last
-/// writing end makes the reader see end-of-file. On Windows a write is handed to the OS in the
+/// after every reading end is gone fails with [`io::ErrorKind::BrokenPipe`] (on Unix because
+/// Rust programs ignore `SIGPIPE` by default; a program that restores its default action is
+/// killed by it instead, as with any pipe); dropping the last writing end makes the reader see
+/// end-of-file. On Windows a write is handed to the OS in the
 /// background, so a failure can surface on the next write rather than on this one; data
 /// written before the end is dropped is still delivered.
 ///

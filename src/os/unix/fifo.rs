@@ -12,8 +12,11 @@
 //! - The Tokio writing end ([`open_sender`]) retries while no reader has the FIFO open,
 //!   backing off from 1 ms to 50 ms between attempts, for up to 5 seconds by default
 //!   ([`OpenOptions::reader_timeout`]); then it fails with [`Error::NoReader`].
-//! - The Tokio reading end ([`open_receiver`]) opens at once. Reads wait for the first writer's
-//!   data and return end-of-file once every writer has closed the FIFO.
+//! - The Tokio reading end ([`open_receiver`]) opens at once. Reads wait for data and return
+//!   end-of-file once every writer has closed the FIFO. What a read sees before the first
+//!   writer has opened the FIFO is up to the OS: Linux waits for that writer; other systems
+//!   may report end-of-file, so there open the reading end once a writer is known to exist, or
+//!   use the blocking open.
 //!
 //! ```no_run
 //! use localrpc::ipc::fifo;
