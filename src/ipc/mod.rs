@@ -14,7 +14,8 @@
 //!
 //! Safe by default:
 //! - Unix socket files are created with mode `0600` from the first instant (bound under a
-//!   temporary name, narrowed, then renamed into place); widen with [`ListenerOptions::mode`].
+//!   temporary name, narrowed, then renamed into place); widen with the
+//!   `mode` option of [`ListenerOptions`] (Unix only).
 //! - Binding over a socket file probes it: if a live server answers, binding fails with
 //!   [`Error::AddrInUse`]; if nothing answers, the stale file (left by a crashed server) is
 //!   replaced. Something that is not a socket is never removed.
