@@ -1,5 +1,7 @@
-//! Blocking local sockets for code without an async runtime: [`std::io::Read`] and
+//! Blocking local sockets and pipes for code without an async runtime: [`std::io::Read`] and
 //! [`std::io::Write`] over the same endpoints as the Tokio types.
+//!
+//! Unnamed pipes: see [`pipe`].
 //!
 //! ```no_run
 //! use std::io::{Read, Write};
@@ -23,6 +25,7 @@
 use std::io::{self, IoSlice, IoSliceMut, Read, Write};
 use std::net::SocketAddr;
 
+pub use super::pipe::blocking::{PipeReceiver, PipeSender, pipe};
 use super::{ConnectOptions, Error, ListenerOptions, PeerCredentials, either};
 use crate::{Endpoint, IntoName, os};
 

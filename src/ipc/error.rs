@@ -6,9 +6,9 @@ use thiserror::Error;
 
 use crate::{Endpoint, NameError};
 
-/// Why binding a listener or connecting to an endpoint failed.
+/// Why binding a listener, connecting to an endpoint, or creating or opening a FIFO failed.
 ///
-/// Every variant names the real endpoint, so "address in use" can be traced to a path.
+/// Every variant names the real endpoint or path, so "address in use" can be traced to a path.
 /// It converts into [`io::Error`] with a matching [`io::ErrorKind`] for code that only
 /// speaks `io::Result`.
 ///
@@ -47,7 +47,8 @@ pub enum Error {
         /// The endpoint that was tried.
         endpoint: Endpoint,
     },
-    /// The OS denied access to the endpoint (file mode or security descriptor).
+    /// The OS denied access to the endpoint (file mode or security descriptor). For a FIFO the
+    /// endpoint is [`Endpoint::Path`] with the FIFO's path.
     #[error("permission denied for {endpoint}")]
     PermissionDenied {
         /// The endpoint that was tried.
@@ -80,6 +81,32 @@ pub enum Error {
         /// What is missing or wrong, in words.
         reason: String,
     },
+    /// Something already exists at the path where a FIFO was to be created; it is left alone.
+    #[error("cannot create a FIFO at {}: the path already exists", path.display())]
+    AlreadyExists {
+        /// The path that is taken.
+        path: PathBuf,
+    },
+    /// The path, or a directory on the way to it, does not exist (creating or opening a FIFO).
+    #[error("no such file or directory: {}", path.display())]
+    PathNotFound {
+        /// The path that was tried.
+        path: PathBuf,
+    },
+    /// The file at the path is not a FIFO, so it was not used as one.
+    #[error("{} is not a FIFO", path.display())]
+    NotAFifo {
+        /// The path that was tried.
+        path: PathBuf,
+    },
+    /// No process opened the FIFO for reading before the wait for one ran out.
+    #[error("no reader opened the FIFO {} within {waited:?}", path.display())]
+    NoReader {
+        /// The FIFO's path.
+        path: PathBuf,
+        /// How long the writer waited.
+        waited: Duration,
+    },
     /// Any other OS error, with the operation and endpoint it happened on.
     #[error("{op} {endpoint} failed")]
     Io {
@@ -109,8 +136,11 @@ impl Error {
             Error::PermissionDenied { .. } | Error::InsecureDir { .. } => {
                 io::ErrorKind::PermissionDenied
             }
-            Error::Busy { .. } => io::ErrorKind::TimedOut,
+            Error::Busy { .. } | Error::NoReader { .. } => io::ErrorKind::TimedOut,
             Error::NotSpawned { .. } => io::ErrorKind::NotFound,
+            Error::AlreadyExists { .. } => io::ErrorKind::AlreadyExists,
+            Error::PathNotFound { .. } => io::ErrorKind::NotFound,
+            Error::NotAFifo { .. } => io::ErrorKind::InvalidInput,
             Error::Io { source, .. } => source.kind(),
         }
     }
@@ -136,5 +166,55 @@ impl Error {
 impl From<Error> for io::Error {
     fn from(e: Error) -> io::Error {
         io::Error::new(e.kind(), e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io;
+    use std::time::Duration;
+
+    use super::Error;
+    use crate::Endpoint;
+
+    #[test]
+    fn io_error_kind_matches_kind_for_fifo_errors() {
+        let path = std::path::PathBuf::from("/tmp/x.fifo");
+        let cases = [
+            (
+                Error::AlreadyExists { path: path.clone() },
+                io::ErrorKind::AlreadyExists,
+            ),
+            (
+                Error::PathNotFound { path: path.clone() },
+                io::ErrorKind::NotFound,
+            ),
+            (
+                Error::NotAFifo { path: path.clone() },
+                io::ErrorKind::InvalidInput,
+            ),
+            (
+                Error::NoReader {
+                    path: path.clone(),
+                    waited: Duration::from_secs(5),
+                },
+                io::ErrorKind::TimedOut,
+            ),
+            (
+                Error::PermissionDenied {
+                    endpoint: Endpoint::Path(path.clone()),
+                    source: io::ErrorKind::PermissionDenied.into(),
+                },
+                io::ErrorKind::PermissionDenied,
+            ),
+        ];
+        for (error, kind) in cases {
+            let message = error.to_string();
+            assert!(message.contains("x.fifo"), "names the path: {message}");
+            assert_eq!(error.kind(), kind, "{message}");
+            let io = io::Error::from(error);
+            assert_eq!(io.kind(), kind, "{message}");
+            assert_eq!(io.to_string(), message);
+        }
     }
 }

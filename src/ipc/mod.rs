@@ -1,12 +1,21 @@
-//! IPC primitives usable without RPC: local-socket listeners and streams, Tokio and blocking.
+//! IPC primitives usable without RPC: local-socket listeners and streams, unnamed pipes and
+//! FIFOs, Tokio and blocking.
 //!
 //! One API over Unix domain sockets (filesystem or Linux abstract) and Windows named pipes.
 //! Endpoints are [`Name`](crate::Name)s; see the [`name`](crate::name) module for how they map
 //! to real paths and pipes.
 //!
+//! Unnamed pipes are one-way byte channels: [`pipe`] (Tokio), [`blocking::pipe`], and the
+//! mixed pairs [`pipe_with_blocking_receiver`] and [`pipe_with_blocking_sender`], whose
+//! blocking end converts into [`std::process::Stdio`] for a child process. Every end is
+//! close-on-exec (Unix) or non-inheritable (Windows), so a child only ever gets the end it is
+//! given. On Unix the `fifo` module adds FIFOs: created with an exact mode, opened from either
+//! end, with typed errors such as [`Error::NotAFifo`]. It does not exist on Windows.
+//!
 //! Safe by default:
 //! - Unix socket files are created with mode `0600` from the first instant (bound under a
-//!   temporary name, narrowed, then renamed into place); widen with [`ListenerOptions::mode`].
+//!   temporary name, narrowed, then renamed into place); widen with the
+//!   `mode` option of [`ListenerOptions`] (Unix only).
 //! - Binding over a socket file probes it: if a live server answers, binding fails with
 //!   [`Error::AddrInUse`]; if nothing answers, the stale file (left by a crashed server) is
 //!   replaced. Something that is not a socket is never removed.
@@ -46,6 +55,7 @@ mod error;
 mod local_socket;
 mod options;
 mod peer;
+mod pipe;
 #[cfg(feature = "tcp")]
 mod tcp;
 
@@ -53,3 +63,13 @@ pub use error::Error;
 pub use local_socket::{LocalListener, LocalStream, RecvHalf, SendHalf};
 pub use options::{ConnectOptions, ListenerOptions};
 pub use peer::PeerCredentials;
+pub use pipe::{
+    PipeReceiver, PipeSender, pipe, pipe_with_blocking_receiver, pipe_with_blocking_sender,
+};
+// The items only some operating systems have: the `fifo` module on Unix.
+#[allow(
+    unused_imports,
+    unreachable_pub,
+    reason = "nothing to re-export on Windows"
+)]
+pub use crate::os::ipc_only::*;

@@ -10,3 +10,10 @@ pub(crate) use unix::*;
 mod windows;
 #[cfg(windows)]
 pub(crate) use windows::*;
+
+/// Public IPC items that exist on one family of operating systems only; `ipc` re-exports
+/// whatever this holds, so the portable modules need no `cfg` of their own.
+pub(crate) mod ipc_only {
+    #[cfg(unix)]
+    pub use super::unix::fifo;
+}

@@ -2,12 +2,17 @@
 mod bind;
 mod cred;
 mod dir;
+pub mod fifo;
 #[cfg(any(target_os = "linux", target_os = "android"))]
 mod linux;
+mod pipe;
 mod socket;
 pub(crate) mod spawn;
 
 pub(crate) use cred::peer_credentials;
+pub(crate) use pipe::{
+    PipeReceiver, PipeSender, pipe, pipe_blocking, pipe_blocking_receiver, pipe_blocking_sender,
+};
 pub(crate) use socket::{
     BlockingListener, BlockingRecvHalf, BlockingSendHalf, BlockingStream, Listener,
     ListenerOptionsExt, RecvHalf, SendHalf, Stream, connect, connect_blocking, split,

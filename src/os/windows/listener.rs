@@ -127,8 +127,8 @@ pub(super) fn bind_error(endpoint: &Endpoint, e: io::Error) -> Error {
     }
 }
 
-/// How many instances the pipe behind `pipe` has right now, ours included.
-fn current_instances(pipe: &NamedPipeServer) -> io::Result<u32> {
+/// How many instances the pipe behind the server end `pipe` has right now, ours included.
+pub(super) fn current_instances(pipe: &impl AsRawHandle) -> io::Result<u32> {
     let mut instances = 0u32;
     // SAFETY: the handle is live for the call, `instances` is valid for writes, and every
     // other output is null, as the server end requires.

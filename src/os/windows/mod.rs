@@ -8,11 +8,13 @@
 //! - `connect`: opening the client end, with retries while every instance is busy.
 //! - `blocking`: the blocking types, which drive the Tokio types on a private runtime.
 //! - `cred`: the pid of the process at the other end.
+//! - `pipe`: unnamed pipes, made of one-way named pipes that only their creator can use.
 mod blocking;
 mod connect;
 mod cred;
 mod listener;
 mod name;
+mod pipe;
 mod security;
 pub(crate) mod spawn;
 mod stream;
@@ -27,4 +29,7 @@ pub(crate) use connect::connect;
 pub(crate) use cred::peer_credentials;
 pub(crate) use listener::{Listener, ListenerOptionsExt};
 pub(crate) use name::{check_socket_path_len, parse_abstract, parse_pipe, resolve};
+pub(crate) use pipe::{
+    PipeReceiver, PipeSender, pipe, pipe_blocking, pipe_blocking_receiver, pipe_blocking_sender,
+};
 pub(crate) use stream::{RecvHalf, SendHalf, Stream, split};
