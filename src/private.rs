@@ -55,6 +55,37 @@ pub async fn connect(name: impl IntoName, info: &'static ServiceInfo) -> Result<
     Client::connect(name, info).await
 }
 
+fn request<A: Serialize>(
+    opts: &CallOptions,
+    info: &'static ServiceInfo,
+    method: u32,
+    args: &A,
+) -> Result<CallRequest, Error> {
+    let mut req = CallRequest::new(info, method, encode(args)?);
+    req.timeout = opts.timeout;
+    Ok(req)
+}
+
+/// The value of a method that declares no application error.
+fn reply<T: DeserializeOwned>(resp: CallResponse) -> Result<T, Error> {
+    match resp {
+        CallResponse::Ok(value) => Ok(decoding_from(&value, || decode(&value))?),
+        CallResponse::AppError(_) => Err(Error::Protocol(
+            "application error for a method that declares none".into(),
+        )),
+    }
+}
+
+/// The value or application error of a method declared `-> Result<T, E>`.
+fn reply_fallible<T: DeserializeOwned, E: DeserializeOwned>(
+    resp: CallResponse,
+) -> Result<Result<T, E>, Error> {
+    match resp {
+        CallResponse::Ok(value) => Ok(Ok(decoding_from(&value, || decode(&value))?)),
+        CallResponse::AppError(err) => Ok(Err(decoding_from(&err, || decode(&err))?)),
+    }
+}
+
 async fn call_raw<S, A>(
     svc: &S,
     opts: &CallOptions,
@@ -66,8 +97,7 @@ where
     S: Service<CallRequest, Response = CallResponse, Error = Error> + Clone,
     A: Serialize,
 {
-    let mut req = CallRequest::new(info, method, encode(args)?);
-    req.timeout = opts.timeout;
+    let req = request(opts, info, method, args)?;
     let mut svc = svc.clone();
     poll_fn(|cx| svc.poll_ready(cx)).await?;
     svc.call(req).await
@@ -86,12 +116,7 @@ where
     A: Serialize,
     T: DeserializeOwned,
 {
-    match call_raw(svc, opts, info, method, args).await? {
-        CallResponse::Ok(value) => Ok(decoding_from(&value, || decode(&value))?),
-        CallResponse::AppError(_) => Err(Error::Protocol(
-            "application error for a method that declares none".into(),
-        )),
-    }
+    reply(call_raw(svc, opts, info, method, args).await?)
 }
 
 /// Calls a method declared `-> Result<T, E>`.
@@ -108,10 +133,7 @@ where
     T: DeserializeOwned,
     E: DeserializeOwned,
 {
-    match call_raw(svc, opts, info, method, args).await? {
-        CallResponse::Ok(value) => Ok(Ok(decoding_from(&value, || decode(&value))?)),
-        CallResponse::AppError(err) => Ok(Err(decoding_from(&err, || decode(&err))?)),
-    }
+    reply_fallible(call_raw(svc, opts, info, method, args).await?)
 }
 
 fn blocking_call_raw<S, A>(
@@ -125,9 +147,7 @@ where
     S: BlockingCall,
     A: Serialize,
 {
-    let mut req = CallRequest::new(info, method, encode(args)?);
-    req.timeout = opts.timeout;
-    svc.call(req)
+    svc.call(request(opts, info, method, args)?)
 }
 
 /// Calls a method whose return type is not a `Result`, blocking.
@@ -143,12 +163,7 @@ where
     A: Serialize,
     T: DeserializeOwned,
 {
-    match blocking_call_raw(svc, opts, info, method, args)? {
-        CallResponse::Ok(value) => Ok(decoding_from(&value, || decode(&value))?),
-        CallResponse::AppError(_) => Err(Error::Protocol(
-            "application error for a method that declares none".into(),
-        )),
-    }
+    reply(blocking_call_raw(svc, opts, info, method, args)?)
 }
 
 /// Calls a method declared `-> Result<T, E>`, blocking.
@@ -165,10 +180,7 @@ where
     T: DeserializeOwned,
     E: DeserializeOwned,
 {
-    match blocking_call_raw(svc, opts, info, method, args)? {
-        CallResponse::Ok(value) => Ok(Ok(decoding_from(&value, || decode(&value))?)),
-        CallResponse::AppError(err) => Ok(Err(decoding_from(&err, || decode(&err))?)),
-    }
+    reply_fallible(blocking_call_raw(svc, opts, info, method, args)?)
 }
 
 fn bad_request(e: crate::codec::DecodeError) -> ServeFuture {

@@ -21,6 +21,7 @@ pub(crate) fn client(service: &Service, names: &Names) -> TokenStream {
         .served()
         .enumerate()
         .map(|(index, m)| method(trait_ident, info, index, m));
+    let common = common_impl(client, "The stack calls go through");
 
     quote! {
         #[doc = #doc]
@@ -49,6 +50,31 @@ pub(crate) fn client(service: &Service, names: &Names) -> TokenStream {
             }
         }
 
+        #common
+
+        impl<#s> #client<#s>
+        where
+            #s: ::localrpc::__private::Service<
+                    ::localrpc::__private::CallRequest,
+                    Response = ::localrpc::__private::CallResponse,
+                    Error = ::localrpc::__private::Error,
+                > + ::localrpc::__private::Clone,
+            #(#bounds,)*
+        {
+            #(#methods)*
+        }
+
+        impl<S> ::localrpc::__private::NamedService for #client<S> {
+            const INFO: &'static ::localrpc::__private::ServiceInfo = &#info;
+        }
+    }
+}
+
+/// What both client types have: construction, call options, access to what calls go through.
+fn common_impl(client: &syn::Ident, inner_doc: &str) -> TokenStream {
+    let get_ref_doc = format!(" {inner_doc}.");
+    let into_inner_doc = format!(" {inner_doc}, taking the client apart.");
+    quote! {
         impl<S> #client<S> {
             /// Calls through `inner`, with default call options.
             pub fn new(inner: S) -> Self {
@@ -70,31 +96,15 @@ pub(crate) fn client(service: &Service, names: &Names) -> TokenStream {
                 self
             }
 
-            /// The stack calls go through.
+            #[doc = #get_ref_doc]
             pub fn get_ref(&self) -> &S {
                 &self.inner
             }
 
-            /// The stack calls go through, taking the client apart.
+            #[doc = #into_inner_doc]
             pub fn into_inner(self) -> S {
                 self.inner
             }
-        }
-
-        impl<#s> #client<#s>
-        where
-            #s: ::localrpc::__private::Service<
-                    ::localrpc::__private::CallRequest,
-                    Response = ::localrpc::__private::CallResponse,
-                    Error = ::localrpc::__private::Error,
-                > + ::localrpc::__private::Clone,
-            #(#bounds,)*
-        {
-            #(#methods)*
-        }
-
-        impl<S> ::localrpc::__private::NamedService for #client<S> {
-            const INFO: &'static ::localrpc::__private::ServiceInfo = &#info;
         }
     }
 }
@@ -122,6 +132,7 @@ pub(crate) fn blocking_client(service: &Service, names: &Names) -> TokenStream {
         .served()
         .enumerate()
         .map(|(index, m)| blocking_method(trait_ident, info, index, m));
+    let common = common_impl(blocking_client, "What calls go through");
 
     quote! {
         #[doc = #doc]
@@ -150,37 +161,7 @@ pub(crate) fn blocking_client(service: &Service, names: &Names) -> TokenStream {
             }
         }
 
-        impl<S> #blocking_client<S> {
-            /// Calls through `inner`, with default call options.
-            pub fn new(inner: S) -> Self {
-                Self {
-                    inner,
-                    options: ::localrpc::__private::CallOptions::new(),
-                }
-            }
-
-            /// Replaces the options applied to every call.
-            pub fn with_options(mut self, options: ::localrpc::__private::CallOptions) -> Self {
-                self.options = options;
-                self
-            }
-
-            /// Sets how long each call waits (sent to the server as the call's deadline).
-            pub fn with_timeout(mut self, timeout: ::localrpc::__private::Duration) -> Self {
-                self.options = self.options.timeout(timeout);
-                self
-            }
-
-            /// What calls go through.
-            pub fn get_ref(&self) -> &S {
-                &self.inner
-            }
-
-            /// What calls go through, taking the client apart.
-            pub fn into_inner(self) -> S {
-                self.inner
-            }
-        }
+        #common
 
         impl<#s> #blocking_client<#s>
         where

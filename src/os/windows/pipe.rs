@@ -145,14 +145,17 @@ fn security() -> io::Result<&'static SecurityDescriptor> {
 /// `\\.\pipe\localrpc-pipe-<pid>-<counter>-<random>`: unique in this process by the counter,
 /// and not guessable by others thanks to the random part.
 fn unique_name() -> String {
+    format!("{PIPE_PREFIX}{}", unique_tag("pipe"))
+}
+
+/// `localrpc-<kind>-<pid>-<counter>-<random>`: unique in this process by the counter, and not
+/// guessable by others thanks to the random part.
+pub(super) fn unique_tag(kind: &str) -> String {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     // RandomState is seeded from the OS's random source.
     let random = RandomState::new().hash_one(n);
-    format!(
-        "{PIPE_PREFIX}localrpc-pipe-{}-{n}-{random:016x}",
-        std::process::id()
-    )
+    format!("localrpc-{kind}-{}-{n}-{random:016x}", std::process::id())
 }
 
 /// The name exists already (creating) or its one instance is in use (opening).

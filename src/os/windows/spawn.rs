@@ -6,9 +6,9 @@
 //! client whose process id is the child's. The listener is dropped once the child is in, so
 //! nobody else can join later.
 use std::io;
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use super::cred::peer_credentials;
+use super::pipe::unique_tag;
 use super::{Listener, Stream, connect};
 use crate::Name;
 use crate::ipc::{ConnectOptions, ListenerOptions};
@@ -31,29 +31,12 @@ pub(crate) fn prepare(
             "dying with the parent needs the parent-death signal of Linux or Android",
         ));
     }
-    static NEXT: AtomicU32 = AtomicU32::new(0);
     let parent = std::process::id();
-    let pipe = format!(
-        "localrpc-spawn-{parent}-{}-{:016x}",
-        NEXT.fetch_add(1, Ordering::Relaxed),
-        random()
-    );
+    let pipe = unique_tag("spawn");
     let name = Name::new(pipe.clone()).map_err(|e| io::Error::new(io::ErrorKind::Other, e))?;
     let listener = Listener::bind(&name, &ListenerOptions::new()).map_err(io::Error::from)?;
     cmd.env(var, format!("{parent}:pipe:{pipe}"));
     Ok(Pending { listener })
-}
-
-/// Not guessable in advance (the pid check is what keeps strangers out).
-fn random() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    );
-    h.finish()
 }
 
 impl Pending {
