@@ -35,6 +35,24 @@ macro_rules! either {
     };
 }
 
+impl Stream {
+    pub(crate) async fn readable(&self) -> io::Result<()> {
+        either!(self, p => p.readable().await)
+    }
+
+    pub(crate) fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        either!(self, p => p.try_read(buf))
+    }
+
+    pub(crate) async fn writable(&self) -> io::Result<()> {
+        either!(self, p => p.writable().await)
+    }
+
+    pub(crate) fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
+        either!(self, p => p.try_write(buf))
+    }
+}
+
 impl AsyncRead for Stream {
     fn poll_read(
         self: Pin<&mut Self>,
