@@ -228,10 +228,17 @@ impl Client {
     /// match client.request(CallRequest::new(info, 0, args.into()))? {
     ///     CallResponse::Ok(bytes) => println!("{:?}", postcard::from_bytes::<i64>(&bytes)),
     ///     CallResponse::AppError(_) => unreachable!("add declares no error"),
+    ///     CallResponse::Stream(_) => unreachable!("the blocking client makes no streaming calls"),
     /// }
     /// # Ok(()) }
     /// ```
     pub fn request(&self, req: CallRequest) -> Result<CallResponse, Error> {
+        if req.has_request_stream() || req.has_response_stream() {
+            return Err(Error::Protocol(format!(
+                "{} takes or returns a stream: streaming methods need the async client",
+                req.method_name()
+            )));
+        }
         let inherited = CallContext::with_current(|c| (c.deadline, c.trace_id));
         let timeout = req.timeout.or(self.shared.timeout);
         let outer = inherited.and_then(|(deadline, _)| deadline);
@@ -265,6 +272,8 @@ impl Client {
             trace: Some(wire::trace_context(trace_id)),
             payload: Bytes::new(),
             metadata: req.metadata.into_entries().into_iter().collect(),
+            request_stream: false,
+            response_window: None,
         };
         let frame = wire::request_parts(request, req.payload);
         if frame.len() > self.shared.max_frame_len {
@@ -314,6 +323,8 @@ impl Client {
                 envelope::Kind::Request(_) | envelope::Kind::Cancel(_) => {
                     tracing::debug!("ignoring a client-bound request or cancel from the server");
                 }
+                // This client makes no streaming calls.
+                _ => {}
             }
         }
     }

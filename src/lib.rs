@@ -15,6 +15,7 @@ mod os;
 pub mod process;
 mod server;
 mod service;
+pub mod stream;
 pub mod transport;
 mod wire;
 
@@ -25,3 +26,4 @@ pub use localrpc_macros::service;
 pub use name::{Endpoint, IntoName, Name, NameError};
 pub use server::{BoundServer, Server, ServerBuilder, ServerRequest, ServerResponse};
 pub use service::{NamedService, ServiceInfo, method_table_hash};
+pub use stream::Streaming;

@@ -36,7 +36,7 @@ pub use crate::blocking::{Call as BlockingCall, Client as BlockingClient};
 pub use crate::client::CallOptions;
 pub use crate::{
     CallRequest, CallResponse, Client, Error, IntoName, NamedService, ServerRequest,
-    ServerResponse, ServiceInfo, method_table_hash,
+    ServerResponse, ServiceInfo, Streaming, method_table_hash,
 };
 
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
@@ -66,6 +66,95 @@ fn request<A: Serialize>(
     Ok(req)
 }
 
+/// Encodes each item of a stream about to be sent.
+pub fn encode_stream<T: Serialize + 'static>(items: Streaming<T>) -> Streaming<Bytes> {
+    items.map_items(|item| encode(&item).map_err(Error::from))
+}
+
+/// Decodes each item of a stream received.
+pub fn decode_stream<T: DeserializeOwned + 'static>(items: Streaming<Bytes>) -> Streaming<T> {
+    items.map_items(|item| decoding_from(&item, || decode(&item)).map_err(Error::from))
+}
+
+/// The value of a method that takes a stream and returns a single result.
+pub async fn call_with_stream<S, A, U, T>(
+    svc: &S,
+    opts: &CallOptions,
+    info: &'static ServiceInfo,
+    method: u32,
+    args: &A,
+    items: Streaming<U>,
+) -> Result<T, Error>
+where
+    S: Service<CallRequest, Response = CallResponse, Error = Error> + Clone,
+    A: Serialize,
+    U: Serialize + 'static,
+    T: DeserializeOwned,
+{
+    let mut req = request(opts, info, method, args)?;
+    req.stream = crate::client::SharedStream::new(encode_stream(items));
+    reply(send(svc, req).await?)
+}
+
+/// The value or application error of a method that takes a stream and is declared
+/// `-> Result<T, E>`.
+pub async fn call_fallible_with_stream<S, A, U, T, E>(
+    svc: &S,
+    opts: &CallOptions,
+    info: &'static ServiceInfo,
+    method: u32,
+    args: &A,
+    items: Streaming<U>,
+) -> Result<Result<T, E>, Error>
+where
+    S: Service<CallRequest, Response = CallResponse, Error = Error> + Clone,
+    A: Serialize,
+    U: Serialize + 'static,
+    T: DeserializeOwned,
+    E: DeserializeOwned,
+{
+    let mut req = request(opts, info, method, args)?;
+    req.stream = crate::client::SharedStream::new(encode_stream(items));
+    reply_fallible(send(svc, req).await?)
+}
+
+/// Calls a method that returns a stream (and may take one).
+pub async fn call_streaming<S, A, U, T>(
+    svc: &S,
+    opts: &CallOptions,
+    info: &'static ServiceInfo,
+    method: u32,
+    args: &A,
+    items: Option<Streaming<U>>,
+) -> Result<Streaming<T>, Error>
+where
+    S: Service<CallRequest, Response = CallResponse, Error = Error> + Clone,
+    A: Serialize,
+    U: Serialize + 'static,
+    T: DeserializeOwned + 'static,
+{
+    let mut req = request(opts, info, method, args)?;
+    if let Some(items) = items {
+        req.stream = crate::client::SharedStream::new(encode_stream(items));
+    }
+    req.response_stream = true;
+    match send(svc, req).await? {
+        CallResponse::Stream(items) => Ok(decode_stream(items)),
+        _ => Err(Error::Protocol(
+            "a single response to a method that returns a stream".into(),
+        )),
+    }
+}
+
+async fn send<S>(svc: &S, req: CallRequest) -> Result<CallResponse, Error>
+where
+    S: Service<CallRequest, Response = CallResponse, Error = Error> + Clone,
+{
+    let mut svc = svc.clone();
+    poll_fn(|cx| svc.poll_ready(cx)).await?;
+    svc.call(req).await
+}
+
 /// The value of a method that declares no application error.
 fn reply<T: DeserializeOwned>(resp: CallResponse) -> Result<T, Error> {
     match resp {
@@ -73,7 +162,12 @@ fn reply<T: DeserializeOwned>(resp: CallResponse) -> Result<T, Error> {
         CallResponse::AppError(_) => Err(Error::Protocol(
             "application error for a method that declares none".into(),
         )),
+        CallResponse::Stream(_) => Err(not_a_stream()),
     }
+}
+
+fn not_a_stream() -> Error {
+    Error::Protocol("a stream for a method that returns a single result".into())
 }
 
 /// The value or application error of a method declared `-> Result<T, E>`.
@@ -83,6 +177,7 @@ fn reply_fallible<T: DeserializeOwned, E: DeserializeOwned>(
     match resp {
         CallResponse::Ok(value) => Ok(Ok(decoding_from(&value, || decode(&value))?)),
         CallResponse::AppError(err) => Ok(Err(decoding_from(&err, || decode(&err))?)),
+        CallResponse::Stream(_) => Err(not_a_stream()),
     }
 }
 
@@ -97,10 +192,7 @@ where
     S: Service<CallRequest, Response = CallResponse, Error = Error> + Clone,
     A: Serialize,
 {
-    let req = request(opts, info, method, args)?;
-    let mut svc = svc.clone();
-    poll_fn(|cx| svc.poll_ready(cx)).await?;
-    svc.call(req).await
+    send(svc, request(opts, info, method, args)?).await
 }
 
 /// Calls a method whose return type is not a `Result`.
@@ -233,6 +325,38 @@ where
     })
 }
 
+/// The request stream of a call to a method that takes one. A call without one (a client
+/// that does not match the server) gets a stream that fails at once.
+pub fn take_stream<U: DeserializeOwned + 'static>(req: &mut ServerRequest) -> Streaming<U> {
+    match req.stream.take() {
+        Some(items) => decode_stream(items),
+        None => Streaming::from_results(
+            futures_util::stream::iter(std::iter::once_with(|| {
+                Err(Error::BadRequest {
+                    message: "the call carries no request stream".into(),
+                })
+            })),
+            None,
+        ),
+    }
+}
+
+/// Serves a method that returns a stream.
+pub fn handle_streaming<A, T, F, Fut>(req: ServerRequest, f: F) -> ServeFuture
+where
+    A: DeserializeOwned,
+    T: Serialize + 'static,
+    F: FnOnce(A) -> Fut,
+    Fut: Future<Output = Streaming<T>> + Send + 'static,
+{
+    let args: A = match decoding_from(req.payload(), || decode(req.payload())) {
+        Ok(args) => args,
+        Err(e) => return bad_request(e),
+    };
+    let fut = f(args);
+    Box::pin(async move { Ok(ServerResponse::stream(encode_stream(fut.await))) })
+}
+
 /// Answers a method index outside the table.
 pub fn unknown_method(req: ServerRequest) -> ServeFuture {
     let resp = ServerResponse::status(
@@ -286,6 +410,7 @@ where
                     trace_id: 0,
                     metadata: req.metadata,
                 },
+                stream: req.stream.take(),
             };
             poll_fn(|cx| svc.poll_ready(cx))
                 .await
@@ -299,6 +424,7 @@ where
                 crate::server::Reply::Ok(value) => Ok(CallResponse::Ok(value)),
                 crate::server::Reply::AppError(err) => Ok(CallResponse::AppError(err)),
                 crate::server::Reply::Error(status) => Err(crate::wire::status_error(status)),
+                crate::server::Reply::Stream(items) => Ok(CallResponse::Stream(items)),
             }
         })
     }

@@ -180,10 +180,14 @@ pub(crate) fn serde_bounds(service: &Service) -> Vec<TokenStream> {
         .flat_map(|m| {
             let ret: Vec<&Type> = match (&m.ret, &m.declared_ret) {
                 (Return::Fallible { ok, err }, _) => vec![ok, err],
+                (Return::Stream(item), _) => vec![item],
                 (Return::Value(ty), Some(_)) => vec![ty],
                 (Return::Value(_), None) => vec![],
             };
-            m.args.iter().map(|a| &a.ty).chain(ret)
+            m.args
+                .iter()
+                .map(|a| a.stream.as_ref().unwrap_or(&a.ty))
+                .chain(ret)
         })
         .filter(|ty| !is_primitive(ty) && seen.insert(hash::compact(ty)))
         .map(|ty| {

@@ -126,11 +126,14 @@ pub(crate) fn blocking_client(service: &Service, names: &Names) -> TokenStream {
          `#[localrpc::service]`: the methods of [`{client}`] as plain functions, for code \
          without an async runtime. See `localrpc::blocking` for an example.\n\n \
          `S` is what the calls go through: a `localrpc::blocking::Client` by default. One \
-         connection carries one call at a time; clones share it.",
+         connection carries one call at a time; clones share it. Methods that take or \
+         return a `Streaming` are on the async client only.",
     );
+    // Methods that take or return a stream need the async client; they keep their index.
     let methods = service
         .served()
         .enumerate()
+        .filter(|(_, m)| !m.is_streaming())
         .map(|(index, m)| blocking_method(trait_ident, info, index, m));
     let common = common_impl(blocking_client, "What calls go through");
 
@@ -198,6 +201,7 @@ fn blocking_method(
             quote!(::localrpc::__private::Result<#ok, #err>),
             quote!(call_blocking_fallible),
         ),
+        Return::Stream(_) => unreachable!("streaming methods are filtered out"),
     };
     quote! {
         #docs
@@ -227,14 +231,40 @@ fn method(
         format!(" Calls [`{trait_ident}::{ident}`] on the server."),
     );
     let args = method.args.iter().map(|a| &a.ident);
-    let arg_refs = args.clone();
     let types = method.args.iter().map(|a| &a.ty);
+    let plain = method.plain_args().map(|a| &a.ident);
     let index = Literal::u32_suffixed(index as u32);
-    let (ret, call) = match &method.ret {
-        Return::Value(ty) => (quote!(#ty), quote!(call)),
-        Return::Fallible { ok, err } => (
+    let stream = method
+        .args
+        .last()
+        .filter(|a| a.stream.is_some())
+        .map(|a| &a.ident);
+    let common = quote!(&self.inner, &self.options, &#info, #index, &(#(&#plain,)*));
+    let (ret, call) = match (&method.ret, stream) {
+        (Return::Stream(item), Some(items)) => (
+            quote!(::localrpc::__private::Streaming<#item>),
+            quote!(::localrpc::__private::call_streaming(
+                #common, ::localrpc::__private::Some(#items)
+            )),
+        ),
+        (Return::Stream(item), None) => (
+            quote!(::localrpc::__private::Streaming<#item>),
+            quote!(::localrpc::__private::call_streaming(
+                #common, ::localrpc::__private::None::<::localrpc::__private::Streaming<()>>
+            )),
+        ),
+        (Return::Value(ty), Some(items)) => (
+            quote!(#ty),
+            quote!(::localrpc::__private::call_with_stream(#common, #items)),
+        ),
+        (Return::Fallible { ok, err }, Some(items)) => (
             quote!(::localrpc::__private::Result<#ok, #err>),
-            quote!(call_fallible),
+            quote!(::localrpc::__private::call_fallible_with_stream(#common, #items)),
+        ),
+        (Return::Value(ty), None) => (quote!(#ty), quote!(::localrpc::__private::call(#common))),
+        (Return::Fallible { ok, err }, None) => (
+            quote!(::localrpc::__private::Result<#ok, #err>),
+            quote!(::localrpc::__private::call_fallible(#common)),
         ),
     };
     quote! {
@@ -242,14 +272,7 @@ fn method(
         pub async fn #ident(&self, #(#args: #types),*)
             -> ::localrpc::__private::Result<#ret, ::localrpc::__private::Error>
         {
-            ::localrpc::__private::#call(
-                &self.inner,
-                &self.options,
-                &#info,
-                #index,
-                &(#(&#arg_refs,)*),
-            )
-            .await
+            #call.await
         }
     }
 }

@@ -79,6 +79,11 @@ fn service_impl(service: &Service, names: &Names) -> TokenStream {
         .served()
         .enumerate()
         .map(|(index, m)| arm(trait_ident, t, &inner, &req, index, m));
+    let mutability = if service.served().any(|m| m.request_stream().is_some()) {
+        quote!(mut)
+    } else {
+        TokenStream::new()
+    };
     let share = if service.served().next().is_some() {
         quote! {
             let #inner = <::localrpc::__private::Arc<#t> as ::localrpc::__private::Clone>::clone(
@@ -111,7 +116,7 @@ fn service_impl(service: &Service, names: &Names) -> TokenStream {
                 ::localrpc::__private::Poll::Ready(::localrpc::__private::Ok(()))
             }
 
-            fn call(&mut self, #req: ::localrpc::__private::ServerRequest) -> Self::Future {
+            fn call(&mut self, #mutability #req: ::localrpc::__private::ServerRequest) -> Self::Future {
                 #share
                 match #req.method_index() {
                     #(#arms)*
@@ -132,18 +137,31 @@ fn arm(
 ) -> TokenStream {
     let ident = &method.ident;
     let args: Vec<&Ident> = method.args.iter().map(|a| &a.ident).collect();
-    let types = method.args.iter().map(|a| &a.ty);
+    let plain: Vec<&Ident> = method.plain_args().map(|a| &a.ident).collect();
+    let types = method.plain_args().map(|a| &a.ty);
     let index = Literal::u32_suffixed(index as u32);
     let handle = match method.ret {
         Return::Value(_) => quote!(handle),
         Return::Fallible { .. } => quote!(handle_fallible),
+        Return::Stream(_) => quote!(handle_streaming),
     };
+    // The request stream is taken from the request before its arguments are decoded.
+    let take_stream = method.args.last().and_then(|a| {
+        let item = a.stream.as_ref()?;
+        let ident = &a.ident;
+        Some(quote! {
+            let #ident = ::localrpc::__private::take_stream::<#item>(&mut #req);
+        })
+    });
     quote! {
-        #index => ::localrpc::__private::#handle(
-            #req,
-            move |(#(#args,)*): (#(#types,)*)| async move {
-                <#t as #trait_ident>::#ident(&*#inner, #(#args),*).await
-            },
-        ),
+        #index => {
+            #take_stream
+            ::localrpc::__private::#handle(
+                #req,
+                move |(#(#plain,)*): (#(#types,)*)| async move {
+                    <#t as #trait_ident>::#ident(&*#inner, #(#args),*).await
+                },
+            )
+        }
     }
 }

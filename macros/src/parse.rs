@@ -54,6 +54,8 @@ pub(crate) struct Arg {
     /// The argument's identifier, or a made-up one where the pattern is not an identifier.
     pub(crate) ident: Ident,
     pub(crate) ty: Type,
+    /// `T` when the type is spelled `Streaming<T>`: a request stream.
+    pub(crate) stream: Option<Type>,
 }
 
 /// How a method's result travels.
@@ -66,9 +68,26 @@ pub(crate) enum Return {
     Value(Type),
     /// `Result<T, E>`: `E` travels as an application error.
     Fallible { ok: Type, err: Type },
+    /// `Streaming<T>`: a response stream of `T`s.
+    Stream(Type),
 }
 
 impl Method {
+    /// The request stream's item type, if the method takes one (the last argument).
+    pub(crate) fn request_stream(&self) -> Option<&Type> {
+        self.args.last().and_then(|a| a.stream.as_ref())
+    }
+
+    /// The arguments that travel in the request (all but a request stream).
+    pub(crate) fn plain_args(&self) -> impl Iterator<Item = &Arg> {
+        self.args.iter().filter(|a| a.stream.is_none())
+    }
+
+    /// Whether the method takes or returns a stream.
+    pub(crate) fn is_streaming(&self) -> bool {
+        self.request_stream().is_some() || matches!(self.ret, Return::Stream(_))
+    }
+
     /// The type the trait method's future resolves to, as written (`()` if left implicit).
     pub(crate) fn output(&self) -> Type {
         match &self.declared_ret {
@@ -152,6 +171,7 @@ fn method(item_index: usize, sig: &Signature, attrs: &[Attribute], has_default: 
                 _ => format_ident!("__arg{}", i),
             },
             ty: (*pat_type.ty).clone(),
+            stream: streaming_item(&pat_type.ty),
         })
         .collect();
     let declared_ret = match &sig.output {
@@ -160,9 +180,10 @@ fn method(item_index: usize, sig: &Signature, attrs: &[Attribute], has_default: 
     };
     let ret = match &declared_ret {
         None => Return::Value(parse_quote!(())),
-        Some(ty) => match result_args(ty) {
-            Some((ok, err)) => Return::Fallible { ok, err },
-            None => Return::Value(ty.clone()),
+        Some(ty) => match (result_args(ty), streaming_item(ty)) {
+            (Some((ok, err)), _) => Return::Fallible { ok, err },
+            (None, Some(item)) => Return::Stream(item),
+            (None, None) => Return::Value(ty.clone()),
         },
     };
     Method {
@@ -181,6 +202,26 @@ fn method(item_index: usize, sig: &Signature, attrs: &[Attribute], has_default: 
         ret,
         usable: true,
         duplicate: false,
+    }
+}
+
+/// `T` of a type spelled `Streaming<T>` (any path ending in `Streaming`).
+pub(crate) fn streaming_item(ty: &Type) -> Option<Type> {
+    let Type::Path(path) = ty else { return None };
+    if path.qself.is_some() {
+        return None;
+    }
+    let last = path.path.segments.last()?;
+    if last.ident != "Streaming" {
+        return None;
+    }
+    let PathArguments::AngleBracketed(args) = &last.arguments else {
+        return None;
+    };
+    let mut types = args.args.iter();
+    match (types.next(), types.next()) {
+        (Some(GenericArgument::Type(item)), None) => Some(item.clone()),
+        _ => None,
     }
 }
 

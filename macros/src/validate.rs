@@ -175,6 +175,15 @@ fn check_signature(method: &Method, e: &mut Errors) {
     if let Some(ret) = &method.declared_ret {
         check_type(ret, e);
     }
+    let streams = method.args.iter().filter(|a| a.stream.is_some()).count();
+    for (i, arg) in method.args.iter().enumerate() {
+        if arg.stream.is_some() && (streams > 1 || i + 1 != method.args.len()) {
+            e.spanned(
+                &arg.ty,
+                "a service method takes at most one `Streaming<T>` argument, and it comes last",
+            );
+        }
+    }
 }
 
 /// Whether an argument pattern is a bare identifier (no `ref`, `mut` or `@`).

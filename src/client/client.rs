@@ -8,12 +8,13 @@ use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::Instrument;
 
-use super::connection::Connection;
+use super::connection::{ClientSink, Connection};
 use super::{CallRequest, CallResponse, ReconnectPolicy};
 use crate::ipc::{ConnectOptions, LocalStream};
+use crate::stream;
 use crate::transport::DEFAULT_MAX_FRAME_LEN;
 use crate::wire;
-use crate::{CallContext, Error, IntoName, Name, ServiceInfo};
+use crate::{CallContext, Error, IntoName, Name, ServiceInfo, Streaming};
 
 /// A connection to one service: many calls in flight at once, answered out of order.
 ///
@@ -46,6 +47,7 @@ pub struct Client {
 struct Shared {
     info: &'static ServiceInfo,
     timeout: Option<Duration>,
+    stream_window: u32,
     max_frame_len: usize,
     conn: Mutex<Arc<Connection>>,
     redial: Option<Redial>,
@@ -74,6 +76,7 @@ impl fmt::Debug for Client {
 pub struct ClientBuilder {
     info: &'static ServiceInfo,
     timeout: Option<Duration>,
+    stream_window: u32,
     max_frame_len: usize,
     reconnect: Option<ReconnectPolicy>,
     connect: ConnectOptions,
@@ -94,6 +97,16 @@ impl ClientBuilder {
     /// See [`Client`] for an example.
     pub fn max_frame_len(mut self, max: usize) -> Self {
         self.max_frame_len = max;
+        self
+    }
+
+    /// The receive window of each stream a method returns, in bytes (default
+    /// [`stream::DEFAULT_WINDOW`](crate::stream::DEFAULT_WINDOW), at least 64): how much the
+    /// server may send ahead of what the caller has taken from the stream.
+    ///
+    /// See [`Client`] for an example.
+    pub fn stream_window(mut self, bytes: u32) -> Self {
+        self.stream_window = bytes.max(crate::stream::MIN_WINDOW);
         self
     }
 
@@ -174,6 +187,7 @@ impl ClientBuilder {
             shared: Arc::new(Shared {
                 info: self.info,
                 timeout: self.timeout,
+                stream_window: self.stream_window,
                 max_frame_len: self.max_frame_len,
                 conn: Mutex::new(conn),
                 redial,
@@ -218,6 +232,7 @@ impl Client {
         ClientBuilder {
             info,
             timeout: None,
+            stream_window: stream::DEFAULT_WINDOW,
             max_frame_len: DEFAULT_MAX_FRAME_LEN,
             reconnect: None,
             connect: ConnectOptions::new(),
@@ -328,6 +343,8 @@ impl Client {
             trace: Some(wire::trace_context(trace_id)),
             payload: Bytes::new(),
             metadata: req.metadata.into_entries().into_iter().collect(),
+            request_stream: req.stream.is_some(),
+            response_window: req.response_stream.then_some(self.shared.stream_window),
         };
         let frame = wire::request_parts(request, req.payload);
         if frame.len() > conn.max_frame_len() {
@@ -344,6 +361,16 @@ impl Client {
             peer_pid = ?conn.server_pid(),
             trace_id = %format_args!("{trace_id:032x}"),
         );
+        if req.response_stream || req.stream.is_some() {
+            let upstream = req.stream.take();
+            let window = req.response_stream.then_some(self.shared.stream_window);
+            let call = streaming_call(conn, id, frame, window, upstream, deadline);
+            return if span.is_disabled() {
+                call.await
+            } else {
+                call.instrument(span).await
+            };
+        }
         let call = async move {
             // Armed before the request is written: a caller that goes away (or runs out of
             // time) while its request is still being written cancels it all the same.
@@ -378,6 +405,69 @@ impl Client {
         } else {
             call.instrument(span).await
         }
+    }
+}
+
+/// A call that takes or returns a stream.
+async fn streaming_call(
+    conn: Arc<Connection>,
+    id: u64,
+    frame: crate::transport::Parts,
+    response_window: Option<u32>,
+    upstream: Option<Streaming<Bytes>>,
+    deadline: Option<Instant>,
+) -> Result<CallResponse, Error> {
+    let mut guard = CancelOnDrop {
+        conn: &conn,
+        id,
+        armed: true,
+    };
+    let started = conn
+        .start_streaming(id, frame, response_window, upstream.is_some(), deadline)
+        .await?;
+    // The request stream is sent from a task of its own, stopped when the call is over.
+    let sender = match (upstream, started.credit) {
+        (Some(items), Some(credit)) => {
+            let mut sink = ClientSink(conn.clone());
+            let task = tokio::spawn(async move {
+                stream::send_stream(id, items, &credit, &mut sink).await;
+            });
+            Some(AbortOnDrop(task.abort_handle()))
+        }
+        _ => None,
+    };
+    if let Some(items) = started.stream {
+        // From here the stream cancels the call if dropped before its end.
+        guard.armed = false;
+        return Ok(CallResponse::Stream(items.keep(sender)));
+    }
+    let rx = started
+        .reply
+        .expect("a call without a response stream has a reply");
+    let call = async {
+        match rx.await {
+            Ok(reply) => reply,
+            Err(_) => Err(conn.unusable_error()),
+        }
+    };
+    let outcome = match deadline {
+        Some(d) => match tokio::time::timeout_at(d.into(), call).await {
+            Ok(outcome) => outcome,
+            Err(_) => return Err(Error::DeadlineExceeded), // the guard sends the cancel
+        },
+        None => call.await,
+    };
+    guard.armed = false;
+    drop(sender);
+    outcome
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

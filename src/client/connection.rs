@@ -6,16 +6,20 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
+use std::time::Instant;
+
+use bytes::Bytes;
 use futures_util::StreamExt;
 use prost::Message;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot, watch};
 
 use super::CallResponse;
 use super::writer::{PumpGuard, SharedWriter, pump_later};
+use crate::stream::{self, FrameSink, Inbox, Link, SendFlow};
 use crate::transport::{FrameError, FrameReader, Parts};
 use crate::wire::{self, envelope, response};
-use crate::{Error, RefuseReason, ServiceInfo};
+use crate::{Error, RefuseReason, ServiceInfo, Streaming};
 
 type Reply = Result<CallResponse, Error>;
 
@@ -32,14 +36,52 @@ pub(crate) struct Connection {
     max_frame_len: usize,
     /// The server's pid, where the transport tells it (for tracing).
     server_pid: Option<u32>,
+    /// Calls (streams included) that may be in flight: the server's limit once its answer
+    /// to the hello is in, `wire::INITIAL_CALLS` until then.
+    permits: Arc<Semaphore>,
     /// Dropped with the last handle: stops the reader, which closes the stream even where
     /// the write half cannot shut down on its own (Windows pipes).
     _dropped: oneshot::Sender<()>,
 }
 
+/// A call in flight: who waits for what.
+#[derive(Debug, Default)]
+struct Waiter {
+    /// The caller of a method with a single result.
+    reply: Option<oneshot::Sender<Reply>>,
+    /// The response stream's receiver.
+    inbox: Option<Inbox>,
+    /// The request stream's credit.
+    credit: Option<Arc<SendFlow>>,
+    _permit: Option<OwnedSemaphorePermit>,
+}
+
+impl Waiter {
+    /// Fails the call: its caller, its response stream, and stops its request stream.
+    fn fail(self, error: Error) {
+        if let Some(credit) = &self.credit {
+            credit.stop();
+        }
+        match (self.reply, self.inbox) {
+            (Some(tx), _) => {
+                let _ = tx.send(Err(error));
+            }
+            (None, Some(inbox)) => inbox.end(Some(error)),
+            (None, None) => {}
+        }
+    }
+}
+
+/// What a streaming call gets from [`Connection::start_streaming`].
+pub(crate) struct Started {
+    pub(crate) reply: Option<oneshot::Receiver<Reply>>,
+    pub(crate) stream: Option<Streaming<Bytes>>,
+    pub(crate) credit: Option<Arc<SendFlow>>,
+}
+
 #[derive(Debug, Default)]
 struct Pending {
-    calls: HashMap<u64, oneshot::Sender<Reply>>,
+    calls: HashMap<u64, Waiter>,
     /// Set once the reader has stopped; no call may be registered after that.
     closed: Option<Closed>,
 }
@@ -100,6 +142,7 @@ impl Connection {
             handshake: watch::channel(Handshake::Pending).0,
             max_frame_len,
             server_pid,
+            permits: Arc::new(Semaphore::new(wire::INITIAL_CALLS)),
             _dropped: dropped_tx,
         });
         // The hello goes out even if no call follows (handshake() may be waiting for it).
@@ -171,13 +214,81 @@ impl Connection {
             return Err(Error::ShuttingDown);
         }
         let (tx, rx) = oneshot::channel();
-        {
-            let mut pending = self.pending.lock().unwrap();
-            if let Some(closed) = &pending.closed {
-                return Err(closed.error());
-            }
-            pending.calls.insert(id, tx);
+        let waiter = Waiter {
+            reply: Some(tx),
+            ..Waiter::default()
+        };
+        self.register(id, waiter).await?;
+        self.write(frame).await;
+        Ok(rx)
+    }
+
+    /// Registers a call that takes or returns a stream, then writes its request.
+    /// `response_window` is set for a method that returns a stream.
+    pub(crate) async fn start_streaming(
+        self: &Arc<Self>,
+        id: u64,
+        frame: Parts,
+        response_window: Option<u32>,
+        request_stream: bool,
+        deadline: Option<Instant>,
+    ) -> Result<Started, Error> {
+        if self.going_away.load(Ordering::Acquire) {
+            return Err(Error::ShuttingDown);
         }
+        let mut waiter = Waiter::default();
+        let mut started = Started {
+            reply: None,
+            stream: None,
+            credit: None,
+        };
+        match response_window {
+            Some(window) => {
+                let link: Arc<dyn Link> = Arc::new(ConnLink(self.clone()));
+                let (inbox, stream) = stream::incoming(id, window, link, deadline);
+                waiter.inbox = Some(inbox);
+                started.stream = Some(stream);
+            }
+            None => {
+                let (tx, rx) = oneshot::channel();
+                waiter.reply = Some(tx);
+                started.reply = Some(rx);
+            }
+        }
+        if request_stream {
+            // No credit until the server grants its window.
+            let credit = SendFlow::new(0);
+            waiter.credit = Some(credit.clone());
+            started.credit = Some(credit);
+        }
+        self.register(id, waiter).await?;
+        self.write(frame).await;
+        Ok(started)
+    }
+
+    /// Takes a call permit and enters the call in the table.
+    async fn register(&self, id: u64, mut waiter: Waiter) -> Result<(), Error> {
+        let permit = match self.permits.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => self
+                .permits
+                .clone()
+                .acquire_owned()
+                .await
+                .map_err(|_| Error::lost("connection closed"))?,
+        };
+        waiter._permit = Some(permit);
+        let mut pending = self.pending.lock().unwrap();
+        if let Some(closed) = &pending.closed {
+            return Err(closed.error());
+        }
+        pending.calls.insert(id, waiter);
+        Ok(())
+    }
+
+    /// Queues `frame` and writes it, with any others queued meanwhile, unless another
+    /// caller is writing, which then writes it.
+    async fn write(self: &Arc<Self>, frame: Parts) {
         self.writer.push(frame);
         let mut guard = PumpGuard {
             writer: Some(self.writer.clone()),
@@ -188,22 +299,117 @@ impl Connection {
         if let Err(e) = written {
             (guard.on_error.take().expect("not taken yet"))(e);
         }
-        Ok(rx)
+    }
+
+    /// Queues a frame and has it written from another task.
+    fn write_later(self: &Arc<Self>, frame: Parts) {
+        self.writer.push(frame);
+        pump_later(self.writer.clone(), self.on_write_error());
     }
 
     /// The caller stopped waiting: forget the call and tell the server to drop its handler.
     pub(crate) fn cancel(self: &Arc<Self>, id: u64) {
-        let was_pending = self.pending.lock().unwrap().calls.remove(&id).is_some();
-        if was_pending {
+        let waiter = self.pending.lock().unwrap().calls.remove(&id);
+        if let Some(waiter) = waiter {
+            if let Some(credit) = &waiter.credit {
+                credit.stop();
+            }
             let frame = wire::encode_envelope(envelope::Kind::Cancel(wire::Cancel { call_id: id }));
-            self.writer.push(Parts::whole(frame));
-            pump_later(self.writer.clone(), self.on_write_error());
+            self.write_later(Parts::whole(frame));
         }
     }
 
+    /// A response: the end of the call.
     fn complete(&self, id: u64, reply: Reply) {
-        if let Some(tx) = self.pending.lock().unwrap().calls.remove(&id) {
-            let _ = tx.send(reply);
+        let Some(waiter) = self.pending.lock().unwrap().calls.remove(&id) else {
+            return;
+        };
+        if let Some(credit) = &waiter.credit {
+            credit.stop();
+        }
+        match (waiter.reply, waiter.inbox, reply) {
+            (Some(tx), _, reply) => {
+                let _ = tx.send(reply);
+            }
+            // A stream that never began: the server refused the call.
+            (None, Some(inbox), Err(e)) => inbox.end(Some(e)),
+            (None, Some(inbox), Ok(_)) => inbox.end(Some(Error::Protocol(
+                "a single response to a method that returns a stream".into(),
+            ))),
+            (None, None, _) => {}
+        }
+    }
+
+    /// Routes a frame of a call's stream.
+    fn on_stream_frame(&self, kind: envelope::Kind) {
+        let mut pending = self.pending.lock().unwrap();
+        match kind {
+            envelope::Kind::StreamItem(item) => {
+                if let Some(inbox) = pending
+                    .calls
+                    .get(&item.call_id)
+                    .and_then(|w| w.inbox.as_ref())
+                {
+                    inbox.item(item.payload);
+                }
+            }
+            envelope::Kind::StreamEnd(end) => {
+                // The response stream is over, and with it the call.
+                if let Some(waiter) = pending.calls.remove(&end.call_id) {
+                    drop(pending);
+                    if let Some(credit) = &waiter.credit {
+                        credit.stop();
+                    }
+                    match (waiter.inbox, waiter.reply) {
+                        (Some(inbox), _) => inbox.end(end.error.map(wire::status_error)),
+                        (None, Some(tx)) => {
+                            let _ = tx.send(Err(Error::Protocol(
+                                "a stream end for a method that returns no stream".into(),
+                            )));
+                        }
+                        (None, None) => {}
+                    }
+                }
+            }
+            envelope::Kind::Credit(credit) => {
+                if let Some(flow) = pending
+                    .calls
+                    .get(&credit.call_id)
+                    .and_then(|w| w.credit.as_ref())
+                {
+                    flow.grant(credit.bytes);
+                }
+            }
+            envelope::Kind::StopSending(stop) => {
+                if let Some(flow) = pending
+                    .calls
+                    .get(&stop.call_id)
+                    .and_then(|w| w.credit.as_ref())
+                {
+                    flow.stop();
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Applies the server's limit on calls in flight.
+    fn set_call_limit(&self, limit: u32) {
+        let limit = limit as usize;
+        if limit == 0 || limit == wire::INITIAL_CALLS {
+            return;
+        }
+        if limit > wire::INITIAL_CALLS {
+            self.permits
+                .add_permits((limit - wire::INITIAL_CALLS).min(Semaphore::MAX_PERMITS / 2));
+        } else {
+            let excess = (wire::INITIAL_CALLS - limit) as u32;
+            let permits = self.permits.clone();
+            tokio::spawn(async move {
+                if let Ok(p) = permits.acquire_many(excess).await {
+                    p.forget();
+                }
+            });
         }
     }
 
@@ -223,40 +429,42 @@ impl Connection {
             }
             pending
         });
-        for (_, tx) in calls {
-            let _ = tx.send(Err(why.error()));
+        for (_, waiter) in calls {
+            waiter.fail(why.error());
         }
     }
 }
 
-/// Reads the server's answer to the hello: `None` if the connection may go on.
-async fn read_hello_reply<R: AsyncRead + Unpin>(reader: &mut FrameReader<R>) -> Option<Closed> {
+/// Reads the server's answer to the hello: its call limit if the connection may go on.
+async fn read_hello_reply<R: AsyncRead + Unpin>(
+    reader: &mut FrameReader<R>,
+) -> Result<u32, Closed> {
     let frame = match tokio::time::timeout(HANDSHAKE_TIMEOUT, reader.next()).await {
         Err(_) => {
-            return Some(Closed::Lost(
+            return Err(Closed::Lost(
                 "the server did not answer the handshake".into(),
             ));
         }
         Ok(None) => {
-            return Some(Closed::Lost(
+            return Err(Closed::Lost(
                 "the server closed the connection during the handshake".into(),
             ));
         }
-        Ok(Some(Err(e))) => return Some(Closed::Lost(e.to_string().into())),
+        Ok(Some(Err(e))) => return Err(Closed::Lost(e.to_string().into())),
         Ok(Some(Ok(frame))) => frame,
     };
     match wire::HelloReply::decode(frame) {
-        Err(e) => Some(Closed::Lost(
+        Err(e) => Err(Closed::Lost(
             format!("handshake reply does not decode: {e}").into(),
         )),
         Ok(wire::HelloReply {
             refusal: Some(refusal),
             ..
-        }) => Some(Closed::Refused(
+        }) => Err(Closed::Refused(
             wire::refuse_reason(refusal.reason),
             refusal.message.into(),
         )),
-        Ok(_) => None,
+        Ok(reply) => Ok(reply.max_concurrent_calls),
     }
 }
 
@@ -273,15 +481,21 @@ async fn read_until_dropped<R: AsyncRead + Unpin>(
 }
 
 async fn read_loop<R: AsyncRead + Unpin>(mut reader: FrameReader<R>, conn: Weak<Connection>) {
-    if let Some(why) = read_hello_reply(&mut reader).await {
-        tracing::debug!(reason = ?why, "handshake failed");
-        if let Some(conn) = conn.upgrade() {
-            conn.close(why);
+    let limit = match read_hello_reply(&mut reader).await {
+        Ok(limit) => limit,
+        Err(why) => {
+            tracing::debug!(reason = ?why, "handshake failed");
+            if let Some(conn) = conn.upgrade() {
+                conn.close(why);
+            }
+            return;
         }
-        return;
-    }
+    };
     match conn.upgrade() {
-        Some(conn) => conn.handshake.send_replace(Handshake::Accepted),
+        Some(conn) => {
+            conn.set_call_limit(limit);
+            conn.handshake.send_replace(Handshake::Accepted)
+        }
         None => return,
     };
     let why = loop {
@@ -318,10 +532,37 @@ async fn read_loop<R: AsyncRead + Unpin>(mut reader: FrameReader<R>, conn: Weak<
             envelope::Kind::Request(_) | envelope::Kind::Cancel(_) => {
                 tracing::debug!("ignoring a client-bound request or cancel from the server");
             }
+            kind => conn.on_stream_frame(kind),
         }
     };
     tracing::debug!(reason = ?why, "client connection closed");
     if let Some(conn) = conn.upgrade() {
         conn.close(why);
+    }
+}
+
+/// The connection as the receiver of a response stream talks back through it.
+struct ConnLink(Arc<Connection>);
+
+impl Link for ConnLink {
+    fn grant(&self, id: u64, bytes: u32) {
+        self.0.write_later(stream::credit_frame(id, bytes));
+    }
+
+    fn abandon(&self, id: u64) {
+        self.0.cancel(id);
+    }
+}
+
+/// Where a request stream's items go: the connection's shared writer.
+pub(crate) struct ClientSink(pub(crate) Arc<Connection>);
+
+impl FrameSink for ClientSink {
+    async fn send(&mut self, frame: Parts) -> bool {
+        if self.0.pending.lock().unwrap().closed.is_some() {
+            return false;
+        }
+        self.0.write(frame).await;
+        true
     }
 }

@@ -2,7 +2,34 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use crate::{Metadata, ServiceInfo};
+use crate::{Metadata, ServiceInfo, Streaming};
+
+/// A request stream that clones of a request share: the first to send it takes it.
+#[derive(Clone, Default)]
+pub(crate) struct SharedStream(Option<std::sync::Arc<std::sync::Mutex<Option<Streaming<Bytes>>>>>);
+
+impl SharedStream {
+    pub(crate) fn new(items: Streaming<Bytes>) -> Self {
+        SharedStream(Some(std::sync::Arc::new(std::sync::Mutex::new(Some(
+            items,
+        )))))
+    }
+
+    pub(crate) fn is_some(&self) -> bool {
+        self.0.is_some()
+    }
+
+    /// The stream, if this request has one that no clone has taken.
+    pub(crate) fn take(&self) -> Option<Streaming<Bytes>> {
+        self.0.as_ref().and_then(|s| s.lock().unwrap().take())
+    }
+}
+
+impl std::fmt::Debug for SharedStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.is_some() { "Some(..)" } else { "None" })
+    }
+}
 
 /// One call as the client's tower stack sees it: the method, the encoded arguments, the
 /// timeout and the metadata. [`Client`](crate::Client) is a
@@ -16,6 +43,7 @@ use crate::{Metadata, ServiceInfo};
 /// let mut req = CallRequest::new(&INFO, 0, bytes::Bytes::from_static(b"\x01a"));
 /// req.metadata_mut().insert("tenant", "blue");
 /// assert_eq!(req.method_name(), "echo");
+/// assert!(!req.has_request_stream() && !req.has_response_stream());
 /// ```
 #[derive(Debug, Clone)]
 pub struct CallRequest {
@@ -24,6 +52,11 @@ pub struct CallRequest {
     pub(crate) payload: Bytes,
     pub(crate) timeout: Option<Duration>,
     pub(crate) metadata: Metadata,
+    /// The encoded items of the method's request stream, if it takes one. Clones of the
+    /// request share it.
+    pub(crate) stream: SharedStream,
+    /// Whether the method returns a stream.
+    pub(crate) response_stream: bool,
 }
 
 impl CallRequest {
@@ -37,7 +70,24 @@ impl CallRequest {
             payload,
             timeout: None,
             metadata: Metadata::default(),
+            stream: SharedStream::default(),
+            response_stream: false,
         }
+    }
+
+    /// Whether the method takes a stream ([`Streaming`]) after its arguments. Clones of a
+    /// request share its stream: only one of them can send it.
+    ///
+    /// See the [type docs](CallRequest) for an example.
+    pub fn has_request_stream(&self) -> bool {
+        self.stream.is_some()
+    }
+
+    /// Whether the method returns a stream: the response is then [`CallResponse::Stream`].
+    ///
+    /// See the [type docs](CallRequest) for an example.
+    pub fn has_response_stream(&self) -> bool {
+        self.response_stream
     }
 
     /// The service called.
@@ -104,10 +154,12 @@ impl CallRequest {
 /// let resp = localrpc::CallResponse::Ok(bytes::Bytes::from_static(b"\x06"));
 /// assert!(matches!(resp, localrpc::CallResponse::Ok(_)));
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub enum CallResponse {
     /// The encoded return value (`T` of `Result<T, E>`).
     Ok(Bytes),
     /// The encoded application error (`E` of `Result<T, E>`).
     AppError(Bytes),
+    /// The encoded items of the stream a streaming method returns.
+    Stream(Streaming<Bytes>),
 }

@@ -5,7 +5,7 @@
 //! Calls interleave at their `.await` points; a handler that computes for long without
 //! awaiting holds up the other calls of its connection (not those of other connections), so
 //! heavy work belongs in `tokio::task::spawn_blocking`.
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -18,13 +18,14 @@ use futures_util::stream::FuturesUnordered;
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use prost::Message;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tracing::Instrument;
 
 use super::catch::CatchUnwind;
 use super::request::{Reply, ServerRequest, ServerResponse};
 use super::{BoxError, Config};
 use crate::ipc::{LocalStream, PeerCredentials};
+use crate::stream::{self, FrameSink, Inbox, Link, SendFlow};
 use crate::transport::{FrameReader, FrameWriter, Parts};
 use crate::wire::{self, Code, envelope, response};
 use crate::{CallContext, Metadata, ServiceInfo};
@@ -65,7 +66,7 @@ pub(crate) async fn serve_connection<S>(
             None
         }
     };
-    let reply = wire::answer(hello.as_ref(), info);
+    let reply = wire::answer(hello.as_ref(), info, config.max_concurrent_calls);
     let refused = reply.refusal.clone();
     // An accepted reply is not flushed on its own: it goes out with the first response,
     // since a client sends its first call right behind the hello.
@@ -89,6 +90,7 @@ pub(crate) async fn serve_connection<S>(
     );
 
     let mut stop = stop;
+    let (out_tx, out_rx) = mpsc::unbounded_channel();
     let mut driver = Driver {
         reader,
         writer,
@@ -99,6 +101,11 @@ pub(crate) async fn serve_connection<S>(
         config,
         calls: FuturesUnordered::new(),
         aborts: HashMap::new(),
+        inboxes: HashMap::new(),
+        credits: HashMap::new(),
+        waiting: VecDeque::new(),
+        out_tx,
+        out_rx,
         stop: Box::pin(async move {
             let _ = stop.changed().await;
         }),
@@ -119,6 +126,15 @@ struct Driver<R, W, S> {
     config: Arc<Config>,
     calls: FuturesUnordered<CallFuture>,
     aborts: HashMap<u64, AbortHandle>,
+    /// The request streams of running calls.
+    inboxes: HashMap<u64, Inbox>,
+    /// The credit of running calls' response streams.
+    credits: HashMap<u64, Arc<SendFlow>>,
+    /// Requests beyond the concurrency limit, sent before the client knew it.
+    waiting: VecDeque<wire::Request>,
+    /// Frames of streams and credit grants, from the calls' futures.
+    out_tx: mpsc::UnboundedSender<Parts>,
+    out_rx: mpsc::UnboundedReceiver<Parts>,
     stop: Pin<Box<dyn Future<Output = ()> + Send>>,
     going_away: bool,
     unflushed: bool,
@@ -145,9 +161,10 @@ where
                 progress = true;
             }
 
-            // Read while there is room for more calls; at the limit, stop reading until a
-            // call finishes: back-pressure to the client.
-            while self.calls.len() < self.config.max_concurrent_calls {
+            // Always read: the streams of running calls must flow even at the call limit.
+            // Clients keep to the limit the handshake told them; a budget per round keeps
+            // a fast client from starving the writes.
+            for _ in 0..READ_BUDGET {
                 match Pin::new(&mut self.reader).poll_next(cx) {
                     Poll::Ready(Some(Ok(frame))) => {
                         progress = true;
@@ -167,11 +184,19 @@ where
 
             while let Poll::Ready(Some((id, reply))) = self.calls.poll_next_unpin(cx) {
                 progress = true;
-                self.aborts.remove(&id);
+                self.finished(id);
                 if let Some(reply) = reply {
                     let frame = response_frame(id, reply, &self.config);
                     self.respond(frame);
                 }
+                if let Some(req) = self.waiting.pop_front() {
+                    self.start_call(req);
+                }
+            }
+
+            while let Poll::Ready(Some(frame)) = self.out_rx.poll_recv(cx) {
+                progress = true;
+                self.respond(frame);
             }
 
             if self.unflushed {
@@ -185,7 +210,11 @@ where
                 }
             }
 
-            if self.going_away && self.calls.is_empty() && !self.unflushed {
+            if self.going_away
+                && self.calls.is_empty()
+                && self.waiting.is_empty()
+                && !self.unflushed
+            {
                 return Poll::Ready(());
             }
             if !progress {
@@ -219,27 +248,177 @@ where
                 let frame = response_frame(req.call_id, Reply::Error(status), &self.config);
                 self.respond(frame);
             }
+            envelope::Kind::Request(req) if self.calls.len() < self.config.max_concurrent_calls => {
+                self.start_call(req);
+            }
+            envelope::Kind::Request(req) if self.waiting.len() < wire::INITIAL_CALLS => {
+                self.waiting.push_back(req);
+            }
             envelope::Kind::Request(req) => {
-                let id = req.call_id;
-                let request = server_request(req, self.info, self.peer, self.peer_addr);
-                let (abort, registration) = AbortHandle::new_pair();
-                let fut = Abortable::new(run_call(self.svc.clone(), request), registration);
-                self.aborts.insert(id, abort);
-                self.calls
-                    .push(Box::pin(async move { (id, fut.await.ok()) }));
+                let status = wire::Status::new(
+                    Code::Refused,
+                    format!(
+                        "too many calls in flight on this connection (the limit is {})",
+                        self.config.max_concurrent_calls
+                    ),
+                );
+                let frame = response_frame(req.call_id, Reply::Error(status), &self.config);
+                self.respond(frame);
             }
             envelope::Kind::Cancel(cancel) => {
-                tracing::debug!(call_id = cancel.call_id, "call cancelled by the client");
-                if let Some(abort) = self.aborts.remove(&cancel.call_id) {
+                let id = cancel.call_id;
+                tracing::debug!(call_id = id, "call cancelled by the client");
+                if let Some(abort) = self.aborts.remove(&id) {
                     abort.abort();
                 }
+                self.waiting.retain(|r| r.call_id != id);
             }
-            envelope::Kind::Response(_) | envelope::Kind::GoAway(_) => {
+            envelope::Kind::StreamItem(item) => {
+                let id = item.call_id;
+                if let Some(inbox) = self.inboxes.get(&id) {
+                    if inbox.admits(&item.payload) {
+                        inbox.item(item.payload);
+                    } else {
+                        tracing::debug!(call_id = id, "client sent beyond its credit");
+                        let inbox = self.inboxes.remove(&id).expect("just found");
+                        inbox.end(Some(crate::Error::Protocol(
+                            "the client sent more than its credit allowed".into(),
+                        )));
+                        self.respond(stop_sending_frame(id));
+                    }
+                }
+            }
+            envelope::Kind::StreamEnd(end) => {
+                if let Some(inbox) = self.inboxes.remove(&end.call_id) {
+                    inbox.end(end.error.map(wire::status_error));
+                }
+            }
+            envelope::Kind::Credit(credit) => {
+                if let Some(flow) = self.credits.get(&credit.call_id) {
+                    flow.grant(credit.bytes);
+                }
+            }
+            envelope::Kind::Response(_)
+            | envelope::Kind::GoAway(_)
+            | envelope::Kind::StopSending(_) => {
                 tracing::debug!("ignoring a server-bound response or go-away from the client");
             }
         }
         true
     }
+
+    /// Starts a call: its request stream's inbox, its response stream's credit, its future.
+    fn start_call(&mut self, req: wire::Request) {
+        let id = req.call_id;
+        let response_window = req.response_window;
+        let request_stream = req.request_stream;
+        let mut request = server_request(req, self.info, self.peer, self.peer_addr);
+        if request_stream {
+            let window = self.config.stream_window;
+            let link: Arc<dyn Link> = Arc::new(ServerLink(self.out_tx.clone()));
+            let (inbox, items) = stream::incoming(id, window, link, None);
+            self.inboxes.insert(id, inbox);
+            request.stream = Some(items);
+            self.respond(stream::credit_frame(id, window));
+        }
+        let credit = response_window.map(|window| {
+            let flow = SendFlow::new(window.max(stream::MIN_WINDOW));
+            self.credits.insert(id, flow.clone());
+            flow
+        });
+        let (abort, registration) = AbortHandle::new_pair();
+        let deadline = request.context.deadline;
+        let out = ServerSink(self.out_tx.clone());
+        let call = run_call(self.svc.clone(), request);
+        let fut = Abortable::new(
+            async move {
+                match (call.await, credit) {
+                    (Reply::Stream(items), Some(flow)) => {
+                        send_response_stream(id, items, flow, out, deadline).await;
+                        None
+                    }
+                    (Reply::Stream(_), None) => Some(Reply::Error(wire::Status::new(
+                        Code::Internal,
+                        "the handler returned a stream, but the client called the method \
+                         as one without a response stream",
+                    ))),
+                    (reply, _) => Some(reply),
+                }
+            },
+            registration,
+        );
+        self.aborts.insert(id, abort);
+        self.calls
+            .push(Box::pin(async move { (id, fut.await.ok().flatten()) }));
+    }
+
+    /// Forgets what a call that is over had registered.
+    fn finished(&mut self, id: u64) {
+        self.aborts.remove(&id);
+        self.inboxes.remove(&id);
+        if let Some(flow) = self.credits.remove(&id) {
+            flow.stop();
+        }
+    }
+}
+
+/// How many frames the driver reads before it looks at its calls and writes.
+const READ_BUDGET: usize = 64;
+
+/// Sends a handler's response stream within its deadline, turning a panic in it into an
+/// aborted stream.
+async fn send_response_stream(
+    id: u64,
+    items: crate::Streaming<Bytes>,
+    flow: Arc<SendFlow>,
+    mut out: ServerSink,
+    deadline: Option<Instant>,
+) {
+    let end_tx = out.0.clone();
+    let send = CatchUnwind(Box::pin(async move {
+        stream::send_stream(id, items, &flow, &mut out).await;
+    }));
+    let outcome = match deadline {
+        Some(deadline) => tokio::time::timeout_at(deadline.into(), send).await.ok(),
+        None => Some(send.await),
+    };
+    let status = match outcome {
+        Some(Ok(())) => return,
+        Some(Err(panic)) => {
+            tracing::error!(call_id = id, panic = %panic, "response stream panicked");
+            wire::Status::new(Code::Panicked, panic)
+        }
+        None => wire::Status::new(Code::DeadlineExceeded, "deadline exceeded"),
+    };
+    let _ = end_tx.send(stream::end_frame(id, Some(status)));
+}
+
+/// Where a call's stream frames go: the driver, which writes them.
+struct ServerSink(mpsc::UnboundedSender<Parts>);
+
+impl FrameSink for ServerSink {
+    async fn send(&mut self, frame: Parts) -> bool {
+        self.0.send(frame).is_ok()
+    }
+}
+
+/// How a handler's request stream talks back to the client.
+struct ServerLink(mpsc::UnboundedSender<Parts>);
+
+impl Link for ServerLink {
+    fn grant(&self, id: u64, bytes: u32) {
+        let _ = self.0.send(stream::credit_frame(id, bytes));
+    }
+
+    fn abandon(&self, id: u64) {
+        let _ = self.0.send(stop_sending_frame(id));
+    }
+}
+
+fn stop_sending_frame(id: u64) -> Parts {
+    Parts::whole(wire::encode_envelope(envelope::Kind::StopSending(
+        wire::StopSending { call_id: id },
+    )))
 }
 
 fn server_request(
@@ -264,6 +443,7 @@ fn server_request(
             trace_id: wire::trace_id(req.trace),
             metadata: Metadata::from_entries(req.metadata.into_iter().collect()),
         },
+        stream: None,
     }
 }
 
@@ -330,6 +510,10 @@ fn response_frame(call_id: u64, reply: Reply, config: &Config) -> Parts {
         Reply::Ok(value) => wire::response_parts(call_id, false, value),
         Reply::AppError(err) => wire::response_parts(call_id, true, err),
         Reply::Error(status) => status_frame(call_id, status),
+        Reply::Stream(_) => status_frame(
+            call_id,
+            wire::Status::new(Code::Internal, "a response stream where none was expected"),
+        ),
     };
     if frame.len() <= config.max_frame_len {
         return frame;

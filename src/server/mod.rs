@@ -63,6 +63,7 @@ pub(crate) type ErrorHook = Arc<dyn Fn(&Error, Option<PeerCredentials>) + Send +
 #[derive(Clone)]
 pub(crate) struct Config {
     pub(crate) max_concurrent_calls: usize,
+    pub(crate) stream_window: u32,
     pub(crate) max_frame_len: usize,
     pub(crate) grace_period: Duration,
     pub(crate) on_connection_error: Option<ErrorHook>,
@@ -72,6 +73,7 @@ impl std::fmt::Debug for Config {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Config")
             .field("max_concurrent_calls", &self.max_concurrent_calls)
+            .field("stream_window", &self.stream_window)
             .field("max_frame_len", &self.max_frame_len)
             .field("grace_period", &self.grace_period)
             .field("on_connection_error", &self.on_connection_error.is_some())
@@ -92,6 +94,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             max_concurrent_calls: 1024,
+            stream_window: crate::stream::DEFAULT_WINDOW,
             max_frame_len: DEFAULT_MAX_FRAME_LEN,
             grace_period: Duration::from_secs(10),
             on_connection_error: None,
@@ -120,12 +123,24 @@ impl<L> ServerBuilder<L> {
         }
     }
 
-    /// How many calls one connection may have running at once (default 1024). At the limit
-    /// the server stops reading that connection until a call finishes.
+    /// How many calls (streams included) one connection may have running at once (default
+    /// 1024). The server tells the client in the handshake, and the client holds further
+    /// calls back until one finishes. The server goes on reading the connection at the limit,
+    /// so the streams of running calls keep flowing.
     ///
     /// See [`Server`] for an example.
     pub fn max_concurrent_calls(mut self, n: usize) -> Self {
         self.config.max_concurrent_calls = n.max(1);
+        self
+    }
+
+    /// The receive window of each request stream, in bytes (default
+    /// [`stream::DEFAULT_WINDOW`](crate::stream::DEFAULT_WINDOW), at least 64): how much a
+    /// client may send ahead of what the handler has taken from the stream.
+    ///
+    /// See [`Server`] for an example.
+    pub fn stream_window(mut self, bytes: u32) -> Self {
+        self.config.stream_window = bytes.max(crate::stream::MIN_WINDOW);
         self
     }
 

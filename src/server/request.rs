@@ -4,7 +4,7 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use crate::ipc::PeerCredentials;
-use crate::{CallContext, Metadata, ServiceInfo};
+use crate::{CallContext, Metadata, ServiceInfo, Streaming};
 
 /// One call as the server's tower stack sees it: method, encoded arguments, and the call's
 /// [`CallContext`] (peer identity, deadline, trace id, metadata).
@@ -22,6 +22,8 @@ pub struct ServerRequest {
     pub(crate) method: u32,
     pub(crate) payload: Bytes,
     pub(crate) context: CallContext,
+    /// The encoded items of the request stream, for a method that takes one.
+    pub(crate) stream: Option<Streaming<Bytes>>,
 }
 
 impl ServerRequest {
@@ -91,6 +93,13 @@ impl ServerRequest {
         &self.context.metadata
     }
 
+    /// Whether the call carries a request stream (its method takes a [`Streaming`]).
+    ///
+    /// See the [type docs](ServerRequest) for an example.
+    pub fn has_stream(&self) -> bool {
+        self.stream.is_some()
+    }
+
     /// The whole call context.
     ///
     /// See the [type docs](ServerRequest) for an example.
@@ -107,16 +116,18 @@ impl ServerRequest {
 /// let resp = localrpc::ServerResponse::refused("uid 1001 may not call this");
 /// assert!(!resp.is_ok());
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct ServerResponse {
     pub(crate) reply: Reply,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) enum Reply {
     Ok(Bytes),
     AppError(Bytes),
     Error(crate::wire::Status),
+    /// The encoded items of a response stream.
+    Stream(Streaming<Bytes>),
 }
 
 impl ServerResponse {
@@ -152,10 +163,23 @@ impl ServerResponse {
         }
     }
 
+    /// A response stream of encoded items, for a method that returns a [`Streaming`].
+    ///
+    /// ```
+    /// use localrpc::{ServerResponse, Streaming};
+    /// let items = Streaming::from_iter([bytes::Bytes::from_static(b"\x01")]);
+    /// assert!(ServerResponse::stream(items).is_ok());
+    /// ```
+    pub fn stream(items: Streaming<Bytes>) -> Self {
+        ServerResponse {
+            reply: Reply::Stream(items),
+        }
+    }
+
     /// Whether the call returned a value (not an application error, not a refusal).
     ///
     /// See the [type docs](ServerResponse) for an example.
     pub fn is_ok(&self) -> bool {
-        matches!(self.reply, Reply::Ok(_))
+        matches!(self.reply, Reply::Ok(_) | Reply::Stream(_))
     }
 }

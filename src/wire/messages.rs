@@ -30,6 +30,8 @@ pub struct HelloReply {
     pub method_table_hash: u64,
     #[prost(string, tag = "5")]
     pub codec: String,
+    #[prost(uint32, tag = "6")]
+    pub max_concurrent_calls: u32,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -53,7 +55,7 @@ pub enum RefusalReason {
 
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct Envelope {
-    #[prost(oneof = "envelope::Kind", tags = "1, 2, 3, 4")]
+    #[prost(oneof = "envelope::Kind", tags = "1, 2, 3, 4, 5, 6, 7, 8")]
     pub kind: Option<envelope::Kind>,
 }
 
@@ -68,6 +70,14 @@ pub mod envelope {
         Cancel(super::Cancel),
         #[prost(message, tag = "4")]
         GoAway(super::GoAway),
+        #[prost(message, tag = "5")]
+        StreamItem(super::StreamItem),
+        #[prost(message, tag = "6")]
+        StreamEnd(super::StreamEnd),
+        #[prost(message, tag = "7")]
+        Credit(super::Credit),
+        #[prost(message, tag = "8")]
+        StopSending(super::StopSending),
     }
 }
 
@@ -85,6 +95,10 @@ pub struct Request {
     pub payload: Bytes,
     #[prost(map = "string, string", tag = "6")]
     pub metadata: HashMap<String, String>,
+    #[prost(bool, tag = "7")]
+    pub request_stream: bool,
+    #[prost(uint32, optional, tag = "8")]
+    pub response_window: Option<u32>,
 }
 
 #[derive(Clone, Copy, PartialEq, prost::Message)]
@@ -149,6 +163,36 @@ pub struct Cancel {
 #[derive(Clone, Copy, PartialEq, prost::Message)]
 pub struct GoAway {}
 
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct StreamItem {
+    #[prost(uint64, tag = "1")]
+    pub call_id: u64,
+    #[prost(bytes = "bytes", tag = "2")]
+    pub payload: Bytes,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct StreamEnd {
+    #[prost(uint64, tag = "1")]
+    pub call_id: u64,
+    #[prost(message, optional, tag = "2")]
+    pub error: Option<Status>,
+}
+
+#[derive(Clone, Copy, PartialEq, prost::Message)]
+pub struct Credit {
+    #[prost(uint64, tag = "1")]
+    pub call_id: u64,
+    #[prost(uint32, tag = "2")]
+    pub bytes: u32,
+}
+
+#[derive(Clone, Copy, PartialEq, prost::Message)]
+pub struct StopSending {
+    #[prost(uint64, tag = "1")]
+    pub call_id: u64,
+}
+
 impl Status {
     pub fn new(code: Code, message: impl Into<String>) -> Status {
         Status {
@@ -190,6 +234,8 @@ mod tests {
                 trace: None,
                 payload: Bytes::from_static(&[9]),
                 metadata: HashMap::new(),
+                request_stream: false,
+                response_window: None,
             })),
         };
         assert_eq!(env.encode_to_vec(), [0x0a, 7, 0x08, 5, 0x10, 1, 0x2a, 1, 9]);

@@ -5,8 +5,8 @@ use bytes::{Bytes, BytesMut};
 use prost::Message;
 
 pub(crate) use messages::{
-    Cancel, Code, Envelope, GoAway, Hello, HelloReply, Refusal, RefusalReason, Request, Response,
-    Status, TraceContext, envelope, response,
+    Cancel, Code, Credit, Envelope, GoAway, Hello, HelloReply, Refusal, RefusalReason, Request,
+    Response, Status, StopSending, StreamEnd, TraceContext, envelope, response,
 };
 
 use crate::transport::Parts;
@@ -37,7 +37,11 @@ pub(crate) fn hello(info: &ServiceInfo) -> Hello {
 }
 
 /// The server's answer to a client's hello.
-pub(crate) fn answer(hello: Option<&Hello>, info: &ServiceInfo) -> HelloReply {
+pub(crate) fn answer(
+    hello: Option<&Hello>,
+    info: &ServiceInfo,
+    max_concurrent_calls: usize,
+) -> HelloReply {
     let refusal = match hello {
         None => Some((
             RefusalReason::Malformed,
@@ -83,8 +87,12 @@ pub(crate) fn answer(hello: Option<&Hello>, info: &ServiceInfo) -> HelloReply {
         service: info.name().to_owned(),
         method_table_hash: info.hash(),
         codec: CODEC.to_owned(),
+        max_concurrent_calls: u32::try_from(max_concurrent_calls).unwrap_or(u32::MAX),
     }
 }
+
+/// How many calls a client may have in flight before the server's answer to its hello.
+pub(crate) const INITIAL_CALLS: usize = 64;
 
 pub(crate) fn refuse_reason(reason: i32) -> RefuseReason {
     match RefusalReason::try_from(reason) {
@@ -131,6 +139,8 @@ const ENVELOPE_RESPONSE: u8 = 2 << 3 | 2;
 const REQUEST_PAYLOAD: u8 = 5 << 3 | 2;
 const RESPONSE_OK: u8 = 2 << 3 | 2;
 const RESPONSE_APP_ERROR: u8 = 3 << 3 | 2;
+const ENVELOPE_STREAM_ITEM: u8 = 5 << 3 | 2;
+const STREAM_ITEM_PAYLOAD: u8 = 2 << 3 | 2;
 
 /// Encodes `Envelope { request }` with the payload field last. Protobuf lets fields come in
 /// any order, so this is a valid encoding of the message in `proto/localrpc.proto`; putting
@@ -170,6 +180,29 @@ pub(crate) fn response_parts(call_id: u64, app_error: bool, payload: Bytes) -> P
     Parts { head, payload }
 }
 
+/// Encodes `Envelope { stream_item { call_id, payload } }` with the payload as its own buffer.
+pub(crate) fn stream_item_parts(call_id: u64, payload: Bytes) -> Parts {
+    let id_field = if call_id == 0 {
+        0
+    } else {
+        1 + prost::encoding::encoded_len_varint(call_id)
+    };
+    let payload_field =
+        1 + prost::encoding::encoded_len_varint(payload.len() as u64) + payload.len();
+    let head = envelope_head(
+        ENVELOPE_STREAM_ITEM,
+        id_field + payload_field,
+        payload.len(),
+        STREAM_ITEM_PAYLOAD,
+        |buf| {
+            if call_id != 0 {
+                prost::encoding::uint64::encode(1, &call_id, buf);
+            }
+        },
+    );
+    Parts { head, payload }
+}
+
 fn envelope_head(
     envelope_tag: u8,
     message_len: usize,
@@ -206,6 +239,8 @@ mod parts_tests {
             metadata: [("tenant".to_string(), "blue".to_string())]
                 .into_iter()
                 .collect(),
+            request_stream: true,
+            response_window: Some(4096),
         };
         for payload in [
             Bytes::new(),
@@ -217,6 +252,25 @@ mod parts_tests {
             let mut expected = request.clone();
             expected.payload = payload;
             assert_eq!(decoded.kind, Some(envelope::Kind::Request(expected)));
+        }
+    }
+
+    #[test]
+    fn stream_item_parts_decode_as_the_message() {
+        for (id, payload) in [
+            (0, Bytes::new()),
+            (1, Bytes::from_static(b"x")),
+            (u64::MAX, Bytes::from(vec![5u8; 70_000])),
+        ] {
+            let parts = stream_item_parts(id, payload.clone());
+            let decoded = Envelope::decode(&joined(&parts)[..]).unwrap();
+            assert_eq!(
+                decoded.kind,
+                Some(envelope::Kind::StreamItem(messages::StreamItem {
+                    call_id: id,
+                    payload
+                }))
+            );
         }
     }
 

@@ -123,6 +123,7 @@ impl ChildProc {
                 | "frame-server"
                 | "store-async"
                 | "store-sync"
+                | "streams"
         );
         let name = args.first().filter(|_| binds).map(|a| a.to_string());
         ChildProc { child, lines, name }
