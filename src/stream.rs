@@ -277,7 +277,7 @@ pub(crate) fn incoming(
         id,
         rx,
         flow: flow.clone(),
-        link,
+        link: Some(link),
         unreported: 0,
         deadline: deadline.map(|d| Box::pin(tokio::time::sleep_until(d.into()))),
         done: false,
@@ -295,7 +295,9 @@ struct Incoming {
     id: u64,
     rx: mpsc::UnboundedReceiver<Event>,
     flow: Arc<RecvFlow>,
-    link: Arc<dyn Link>,
+    /// Let go of once the stream is over, so that a finished stream does not keep the
+    /// connection open.
+    link: Option<Arc<dyn Link>>,
     /// Bytes taken since the last grant.
     unreported: usize,
     deadline: Option<Pin<Box<tokio::time::Sleep>>>,
@@ -315,8 +317,10 @@ impl Stream for Incoming {
                 if let Some(deadline) = &mut self.deadline
                     && deadline.as_mut().poll(cx).is_ready()
                 {
-                    self.done = true;
-                    self.link.abandon(self.id);
+                    self.finish();
+                    if let Some(link) = self.link.take() {
+                        link.abandon(self.id);
+                    }
                     return Poll::Ready(Some(Err(Error::DeadlineExceeded)));
                 }
                 return Poll::Pending;
@@ -330,27 +334,38 @@ impl Stream for Incoming {
                 if self.unreported >= (self.flow.window / 2) as usize {
                     let grant = u32::try_from(self.unreported).unwrap_or(u32::MAX);
                     self.unreported = 0;
-                    self.link.grant(self.id, grant);
+                    if let Some(link) = &self.link {
+                        link.grant(self.id, grant);
+                    }
                 }
                 Poll::Ready(Some(Ok(item)))
             }
             Some(Event::End(error)) => {
-                self.done = true;
+                self.finish();
                 Poll::Ready(error.map(Err))
             }
             // The connection's side went away without an end: the call is over.
             None => {
-                self.done = true;
+                self.finish();
                 Poll::Ready(Some(Err(Error::Cancelled)))
             }
         }
     }
 }
 
+impl Incoming {
+    /// The stream is over: nothing more to tell the sender.
+    fn finish(&mut self) {
+        self.done = true;
+        self.link = None;
+        self.deadline = None;
+    }
+}
+
 impl Drop for Incoming {
     fn drop(&mut self) {
-        if !self.done {
-            self.link.abandon(self.id);
+        if let Some(link) = self.link.take() {
+            link.abandon(self.id);
         }
     }
 }
