@@ -330,7 +330,7 @@ impl Client {
     }
 
     fn hello(&self) -> Bytes {
-        wire::encode(&wire::hello(self.shared.info))
+        wire::encode(&wire::hello(self.shared.info, None))
     }
 
     fn lock(&self) -> MutexGuard<'_, Conn> {

@@ -85,6 +85,8 @@ pub struct CallContext {
     pub(crate) deadline: Option<Instant>,
     pub(crate) trace_id: u128,
     pub(crate) metadata: Metadata,
+    /// The service the caller offered on its connection, for calls back.
+    pub(crate) callbacks: Option<crate::PeerClient>,
 }
 
 tokio::task_local! {

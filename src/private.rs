@@ -35,7 +35,7 @@ pub use std::convert::Infallible as Never;
 pub use crate::blocking::{Call as BlockingCall, Client as BlockingClient};
 pub use crate::client::CallOptions;
 pub use crate::{
-    CallRequest, CallResponse, Client, Error, IntoName, NamedService, ServerRequest,
+    CallRequest, CallResponse, Client, Error, IntoName, NamedService, PeerClient, ServerRequest,
     ServerResponse, ServiceInfo, Streaming, method_table_hash,
 };
 
@@ -409,6 +409,7 @@ where
                     deadline: req.timeout.map(|t| std::time::Instant::now() + t),
                     trace_id: 0,
                     metadata: req.metadata,
+                    callbacks: None,
                 },
                 stream: req.stream.take(),
             };

@@ -50,6 +50,14 @@ pub(crate) fn client(service: &Service, names: &Names) -> TokenStream {
             }
         }
 
+        impl ::localrpc::__private::From<::localrpc::__private::PeerClient>
+            for #client<::localrpc::__private::PeerClient>
+        {
+            fn from(client: ::localrpc::__private::PeerClient) -> Self {
+                Self::new(client)
+            }
+        }
+
         #common
 
         impl<#s> #client<#s>

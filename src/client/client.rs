@@ -8,13 +8,15 @@ use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::Instrument;
 
-use super::connection::{ClientSink, Connection};
+use super::connection::{ClientSink, Connection, Offered};
 use super::{CallRequest, CallResponse, ReconnectPolicy};
 use crate::ipc::{ConnectOptions, LocalStream};
+use crate::server::BoxError;
 use crate::stream;
 use crate::transport::DEFAULT_MAX_FRAME_LEN;
 use crate::wire;
 use crate::{CallContext, Error, IntoName, Name, ServiceInfo, Streaming};
+use crate::{ServerRequest, ServerResponse};
 
 /// A connection to one service: many calls in flight at once, answered out of order.
 ///
@@ -48,8 +50,8 @@ struct Shared {
     info: &'static ServiceInfo,
     timeout: Option<Duration>,
     stream_window: u32,
-    max_frame_len: usize,
     conn: Mutex<Arc<Connection>>,
+    setup: Setup,
     redial: Option<Redial>,
     reconnecting: tokio::sync::Mutex<()>,
 }
@@ -80,6 +82,7 @@ pub struct ClientBuilder {
     max_frame_len: usize,
     reconnect: Option<ReconnectPolicy>,
     connect: ConnectOptions,
+    offered: Option<Offered>,
 }
 
 impl ClientBuilder {
@@ -132,7 +135,7 @@ impl ClientBuilder {
     /// See [`Client`] for an example.
     pub async fn connect(self, name: impl IntoName) -> Result<Client, Error> {
         let name = name.into_name().map_err(crate::ipc::Error::from)?;
-        let conn = dial(&name, &self.connect, self.info, self.max_frame_len).await?;
+        let conn = dial(&name, &self.connect, &self.setup()).await?;
         let options = self.connect.clone();
         let redial = self.reconnect.clone().map(|policy| Redial {
             name,
@@ -159,7 +162,15 @@ impl ClientBuilder {
         R: AsyncRead + Unpin + Send + 'static,
         W: AsyncWrite + Unpin + Send + 'static,
     {
-        let conn = Connection::open(reader, writer, self.info, self.max_frame_len, None);
+        let setup = self.setup();
+        let conn = Connection::open(
+            reader,
+            writer,
+            setup.info,
+            setup.max_frame_len,
+            None,
+            setup.offered,
+        );
         Ok(self.finish(conn, None))
     }
 
@@ -178,8 +189,41 @@ impl ClientBuilder {
     /// # Ok(()) }
     /// ```
     pub fn over(self, stream: LocalStream) -> Client {
-        let conn = open_stream(stream, self.info, self.max_frame_len);
+        let conn = open_stream(stream, &self.setup());
         self.finish(conn, None)
+    }
+
+    /// Offers `service` on the connection for the server to call back: its handlers get a
+    /// typed client of it with [`peer_client`](crate::peer_client). The service runs in
+    /// this process, each call on a task of its own; wrap it in tower layers as any server.
+    /// Only unary methods can be called back.
+    ///
+    /// See [`peer_client`](crate::peer_client) for an example.
+    pub fn offer<S>(mut self, service: S) -> Self
+    where
+        S: crate::NamedService
+            + tower::Service<ServerRequest, Response = ServerResponse>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Error: Into<BoxError>,
+        S::Future: Send + 'static,
+    {
+        use tower::ServiceExt;
+        self.offered = Some(Offered {
+            info: S::INFO,
+            svc: tower::util::BoxCloneSyncService::new(service.map_err(Into::into)),
+        });
+        self
+    }
+
+    fn setup(&self) -> Setup {
+        Setup {
+            info: self.info,
+            max_frame_len: self.max_frame_len,
+            offered: self.offered.clone(),
+        }
     }
 
     fn finish(self, conn: Arc<Connection>, redial: Option<Redial>) -> Client {
@@ -188,8 +232,8 @@ impl ClientBuilder {
                 info: self.info,
                 timeout: self.timeout,
                 stream_window: self.stream_window,
-                max_frame_len: self.max_frame_len,
                 conn: Mutex::new(conn),
+                setup: self.setup(),
                 redial,
                 reconnecting: tokio::sync::Mutex::new(()),
             }),
@@ -197,24 +241,34 @@ impl ClientBuilder {
     }
 }
 
+/// What every connection of a client is opened with.
+#[derive(Clone)]
+struct Setup {
+    info: &'static ServiceInfo,
+    max_frame_len: usize,
+    offered: Option<Offered>,
+}
+
 async fn dial(
     name: &Name,
     options: &ConnectOptions,
-    info: &'static ServiceInfo,
-    max_frame_len: usize,
+    setup: &Setup,
 ) -> Result<Arc<Connection>, Error> {
     let stream = options.connect(name).await?;
-    Ok(open_stream(stream, info, max_frame_len))
+    Ok(open_stream(stream, setup))
 }
 
-fn open_stream(
-    stream: LocalStream,
-    info: &'static ServiceInfo,
-    max_frame_len: usize,
-) -> Arc<Connection> {
-    let server_pid = stream.peer_credentials().ok().and_then(|p| p.pid());
+fn open_stream(stream: LocalStream, setup: &Setup) -> Arc<Connection> {
+    let server = stream.peer_credentials().ok();
     let (reader, writer) = stream.into_split();
-    Connection::open(reader, writer, info, max_frame_len, server_pid)
+    Connection::open(
+        reader,
+        writer,
+        setup.info,
+        setup.max_frame_len,
+        server,
+        setup.offered.clone(),
+    )
 }
 
 impl Client {
@@ -236,6 +290,7 @@ impl Client {
             max_frame_len: DEFAULT_MAX_FRAME_LEN,
             reconnect: None,
             connect: ConnectOptions::new(),
+            offered: None,
         }
     }
 
@@ -283,14 +338,7 @@ impl Client {
         let mut delay = redial.policy.initial_backoff;
         let mut attempt = 1;
         loop {
-            match dial(
-                &redial.name,
-                &redial.options,
-                self.shared.info,
-                self.shared.max_frame_len,
-            )
-            .await
-            {
+            match dial(&redial.name, &redial.options, &self.shared.setup).await {
                 Ok(conn) => {
                     tracing::debug!(attempt, "reconnected");
                     *self.shared.conn.lock().unwrap() = conn.clone();

@@ -10,12 +10,15 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
+use futures_util::future::{AbortHandle, Abortable};
 use prost::Message;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot, watch};
 
 use super::CallResponse;
 use super::writer::{PumpGuard, SharedWriter, pump_later};
+use crate::ipc::PeerCredentials;
+use crate::server::{BoxError, ServerRequest, ServerResponse};
 use crate::stream::{self, FrameSink, Inbox, Link, SendFlow};
 use crate::transport::{FrameError, FrameReader, Parts};
 use crate::wire::{self, envelope, response};
@@ -34,8 +37,12 @@ pub(crate) struct Connection {
     going_away: AtomicBool,
     handshake: watch::Sender<Handshake>,
     max_frame_len: usize,
-    /// The server's pid, where the transport tells it (for tracing).
-    server_pid: Option<u32>,
+    /// The server's credentials, where the transport tells them.
+    server: Option<PeerCredentials>,
+    /// The service this client offers for calls back, and those running.
+    offered: Option<Offered>,
+    callbacks: Mutex<HashMap<u64, AbortHandle>>,
+    callback_config: crate::server::Config,
     /// Calls (streams included) that may be in flight: the server's limit once its answer
     /// to the hello is in, `wire::INITIAL_CALLS` until then.
     permits: Arc<Semaphore>,
@@ -124,7 +131,8 @@ impl Connection {
         writer: W,
         info: &'static ServiceInfo,
         max_frame_len: usize,
-        server_pid: Option<u32>,
+        server: Option<PeerCredentials>,
+        offered: Option<Offered>,
     ) -> Arc<Connection>
     where
         R: AsyncRead + Unpin + Send + 'static,
@@ -132,7 +140,8 @@ impl Connection {
     {
         let reader = FrameReader::with_max_frame_len(reader, max_frame_len);
         let writer = Arc::new(SharedWriter::new(writer, max_frame_len));
-        writer.push(Parts::whole(wire::encode(&wire::hello(info))));
+        let offered_info = offered.as_ref().map(|o| o.info);
+        writer.push(Parts::whole(wire::encode(&wire::hello(info, offered_info))));
         let (dropped_tx, dropped) = oneshot::channel();
         let conn = Arc::new(Connection {
             writer: writer.clone(),
@@ -141,7 +150,13 @@ impl Connection {
             going_away: AtomicBool::new(false),
             handshake: watch::channel(Handshake::Pending).0,
             max_frame_len,
-            server_pid,
+            server,
+            offered,
+            callbacks: Mutex::new(HashMap::new()),
+            callback_config: crate::server::Config {
+                max_frame_len,
+                ..Default::default()
+            },
             permits: Arc::new(Semaphore::new(wire::INITIAL_CALLS)),
             _dropped: dropped_tx,
         });
@@ -169,7 +184,44 @@ impl Connection {
     }
 
     pub(crate) fn server_pid(&self) -> Option<u32> {
-        self.server_pid
+        self.server.and_then(|s| s.pid())
+    }
+
+    /// Serves a call back from the server with the offered service, on a task of its own.
+    fn on_callback(self: &Arc<Self>, req: wire::Request) {
+        let id = req.call_id;
+        let Some(offered) = &self.offered else {
+            let status = wire::Status::new(
+                wire::Code::UnknownMethod,
+                "this client offers no service to call back",
+            );
+            let reply = crate::server::Reply::Error(status);
+            let frame = crate::server::response_frame(id, reply, &self.callback_config);
+            self.write_later(frame);
+            return;
+        };
+        let mut request = crate::server::server_request(req, offered.info, self.server, None);
+        request.context.peer = self.server;
+        let call = crate::server::run_call(offered.svc.clone(), request);
+        let (abort, registration) = AbortHandle::new_pair();
+        self.callbacks.lock().unwrap().insert(id, abort);
+        let conn = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let reply = Abortable::new(call, registration).await;
+            let Some(conn) = conn.upgrade() else { return };
+            conn.callbacks.lock().unwrap().remove(&id);
+            if let Ok(reply) = reply {
+                let frame = crate::server::response_frame(id, reply, &conn.callback_config);
+                conn.write_later(frame);
+            }
+        });
+    }
+
+    /// The server dropped a call back: drop its handler.
+    fn cancel_callback(&self, id: u64) {
+        if let Some(abort) = self.callbacks.lock().unwrap().remove(&id) {
+            abort.abort();
+        }
     }
 
     /// Whether new calls should go elsewhere (closed, or the server said it is going away).
@@ -432,6 +484,9 @@ impl Connection {
         for (_, waiter) in calls {
             waiter.fail(why.error());
         }
+        for (_, abort) in self.callbacks.lock().unwrap().drain() {
+            abort.abort();
+        }
     }
 }
 
@@ -529,9 +584,8 @@ async fn read_loop<R: AsyncRead + Unpin>(mut reader: FrameReader<R>, conn: Weak<
                 tracing::debug!("server is going away");
                 conn.going_away.store(true, Ordering::Release);
             }
-            envelope::Kind::Request(_) | envelope::Kind::Cancel(_) => {
-                tracing::debug!("ignoring a client-bound request or cancel from the server");
-            }
+            envelope::Kind::Request(req) => conn.on_callback(req),
+            envelope::Kind::Cancel(cancel) => conn.cancel_callback(cancel.call_id),
             kind => conn.on_stream_frame(kind),
         }
     };
@@ -564,5 +618,20 @@ impl FrameSink for ClientSink {
         }
         self.0.write(frame).await;
         true
+    }
+}
+
+/// A service a client offers on its connection for the server to call back.
+#[derive(Clone)]
+pub(crate) struct Offered {
+    pub(crate) info: &'static ServiceInfo,
+    pub(crate) svc: tower::util::BoxCloneSyncService<ServerRequest, ServerResponse, BoxError>,
+}
+
+impl std::fmt::Debug for Offered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Offered")
+            .field("service", &self.info.name())
+            .finish_non_exhaustive()
     }
 }

@@ -91,6 +91,18 @@ pub(crate) async fn serve_connection<S>(
 
     let mut stop = stop;
     let (out_tx, out_rx) = mpsc::unbounded_channel();
+    // The service the client offers, for handlers to call back.
+    let callbacks = hello
+        .as_ref()
+        .filter(|h| !h.peer_service.is_empty())
+        .map(|h| {
+            crate::PeerClient::new(
+                h.peer_service.clone(),
+                h.peer_method_table_hash,
+                out_tx.clone(),
+                config.max_frame_len,
+            )
+        });
     let mut driver = Driver {
         reader,
         writer,
@@ -103,6 +115,7 @@ pub(crate) async fn serve_connection<S>(
         aborts: HashMap::new(),
         inboxes: HashMap::new(),
         credits: HashMap::new(),
+        callbacks,
         waiting: VecDeque::new(),
         out_tx,
         out_rx,
@@ -113,6 +126,9 @@ pub(crate) async fn serve_connection<S>(
         unflushed: true,
     };
     std::future::poll_fn(|cx| driver.poll(cx)).await;
+    if let Some(callbacks) = &driver.callbacks {
+        callbacks.close();
+    }
     let _ = driver.writer.close().await;
 }
 
@@ -130,6 +146,8 @@ struct Driver<R, W, S> {
     inboxes: HashMap<u64, Inbox>,
     /// The credit of running calls' response streams.
     credits: HashMap<u64, Arc<SendFlow>>,
+    /// The client's offered service.
+    callbacks: Option<crate::PeerClient>,
     /// Requests beyond the concurrency limit, sent before the client knew it.
     waiting: VecDeque<wire::Request>,
     /// Frames of streams and credit grants, from the calls' futures.
@@ -298,10 +316,12 @@ where
                     flow.grant(credit.bytes);
                 }
             }
-            envelope::Kind::Response(_)
-            | envelope::Kind::GoAway(_)
-            | envelope::Kind::StopSending(_) => {
-                tracing::debug!("ignoring a server-bound response or go-away from the client");
+            envelope::Kind::Response(resp) => match &self.callbacks {
+                Some(callbacks) => callbacks.complete(resp.call_id, wire::reply_of(resp)),
+                None => tracing::debug!("ignoring a response from a client that offers nothing"),
+            },
+            envelope::Kind::GoAway(_) | envelope::Kind::StopSending(_) => {
+                tracing::debug!("ignoring a go-away or stop-sending from the client");
             }
         }
         true
@@ -313,6 +333,7 @@ where
         let response_window = req.response_window;
         let request_stream = req.request_stream;
         let mut request = server_request(req, self.info, self.peer, self.peer_addr);
+        request.context.callbacks = self.callbacks.clone();
         if request_stream {
             let window = self.config.stream_window;
             let link: Arc<dyn Link> = Arc::new(ServerLink(self.out_tx.clone()));
@@ -421,7 +442,7 @@ fn stop_sending_frame(id: u64) -> Parts {
     )))
 }
 
-fn server_request(
+pub(crate) fn server_request(
     req: wire::Request,
     info: &'static ServiceInfo,
     peer: Option<PeerCredentials>,
@@ -442,13 +463,14 @@ fn server_request(
             deadline,
             trace_id: wire::trace_id(req.trace),
             metadata: Metadata::from_entries(req.metadata.into_iter().collect()),
+            callbacks: None,
         },
         stream: None,
     }
 }
 
 /// Runs one call through the service stack: its deadline, its context, panics caught.
-async fn run_call<S>(mut svc: S, req: ServerRequest) -> Reply
+pub(crate) async fn run_call<S>(mut svc: S, req: ServerRequest) -> Reply
 where
     S: tower::Service<ServerRequest, Response = ServerResponse> + Send + 'static,
     S::Error: Into<BoxError>,
@@ -505,7 +527,7 @@ fn layer_error(e: BoxError) -> Reply {
     Reply::Error(wire::Status::new(code, e.to_string()))
 }
 
-fn response_frame(call_id: u64, reply: Reply, config: &Config) -> Parts {
+pub(crate) fn response_frame(call_id: u64, reply: Reply, config: &Config) -> Parts {
     let frame = match reply {
         Reply::Ok(value) => wire::response_parts(call_id, false, value),
         Reply::AppError(err) => wire::response_parts(call_id, true, err),

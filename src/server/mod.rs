@@ -11,6 +11,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tower::layer::util::{Identity, Stack};
 
+pub(crate) use connection::{response_frame, run_call, server_request};
 pub(crate) use request::Reply;
 pub use request::{ServerRequest, ServerResponse};
 

@@ -16,6 +16,10 @@ pub struct Hello {
     pub method_table_hash: u64,
     #[prost(string, tag = "4")]
     pub codec: String,
+    #[prost(string, tag = "5")]
+    pub peer_service: String,
+    #[prost(fixed64, tag = "6")]
+    pub peer_method_table_hash: u64,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -215,6 +219,8 @@ mod tests {
             service: "S".into(),
             method_table_hash: 2,
             codec: "p".into(),
+            peer_service: String::new(),
+            peer_method_table_hash: 0,
         };
         assert_eq!(
             hello.encode_to_vec(),

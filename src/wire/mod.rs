@@ -27,12 +27,24 @@ pub(crate) fn encode_envelope(kind: envelope::Kind) -> Bytes {
     encode(&Envelope { kind: Some(kind) })
 }
 
-pub(crate) fn hello(info: &ServiceInfo) -> Hello {
+pub(crate) fn hello(info: &ServiceInfo, offered: Option<&ServiceInfo>) -> Hello {
     Hello {
         protocol_version: PROTOCOL_VERSION,
         service: info.name().to_owned(),
         method_table_hash: info.hash(),
         codec: CODEC.to_owned(),
+        peer_service: offered.map_or_else(String::new, |o| o.name().to_owned()),
+        peer_method_table_hash: offered.map_or(0, ServiceInfo::hash),
+    }
+}
+
+/// What a response says, as the caller sees it.
+pub(crate) fn reply_of(resp: Response) -> Result<crate::CallResponse, Error> {
+    match resp.result {
+        Some(response::Result::Ok(value)) => Ok(crate::CallResponse::Ok(value)),
+        Some(response::Result::AppError(err)) => Ok(crate::CallResponse::AppError(err)),
+        Some(response::Result::Error(status)) => Err(status_error(status)),
+        None => Err(Error::Protocol("response without a result".into())),
     }
 }
 

@@ -124,6 +124,7 @@ impl ChildProc {
                 | "store-async"
                 | "store-sync"
                 | "streams"
+                | "jobs"
         );
         let name = args.first().filter(|_| binds).map(|a| a.to_string());
         ChildProc { child, lines, name }
