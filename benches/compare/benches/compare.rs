@@ -20,6 +20,8 @@ mod raw;
 mod server;
 #[path = "../../shared/raw.rs"]
 mod shared_raw;
+#[path = "compare/streaming.rs"]
+mod streaming;
 #[path = "compare/summary.rs"]
 mod summary;
 #[path = "compare/with_localrpc.rs"]
@@ -59,8 +61,13 @@ fn main() {
     throughput(&mut c);
     bulk(&mut c);
     connect(&mut c);
+    streaming::bench(&mut c);
     c.final_summary();
     summary::run();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if !args.iter().any(|a| a == "--list" || a == "--test") {
+        streaming::summary(summary::filter(&args).as_deref());
+    }
 }
 
 /// Server process: runs the server of `role` until killed.

@@ -77,7 +77,7 @@ pub(crate) fn run() {
 }
 
 /// The first positional argument, criterion's filter, skipping the values of its options.
-fn filter(args: &[String]) -> Option<String> {
+pub(crate) fn filter(args: &[String]) -> Option<String> {
     const WITH_VALUE: &[&str] = &[
         "-c",
         "--color",

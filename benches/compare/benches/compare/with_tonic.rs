@@ -15,9 +15,9 @@ mod pb {
     tonic::include_proto!("echo");
 }
 
-use pb::EchoMessage;
 use pb::echo_client::EchoClient;
 use pb::echo_server::{Echo, EchoServer};
+use pb::{EchoMessage, ItemsRequest};
 
 /// Messages up to 32 MiB, so that 16 MiB echoes fit (tonic's default decoding limit is 4 MiB).
 const MAX_MESSAGE: usize = 32 << 20;
@@ -28,6 +28,20 @@ struct EchoImpl;
 impl Echo for EchoImpl {
     async fn echo(&self, request: Request<EchoMessage>) -> Result<Response<EchoMessage>, Status> {
         Ok(Response::new(request.into_inner()))
+    }
+
+    type ItemsStream = std::pin::Pin<
+        Box<dyn tokio_stream::Stream<Item = Result<EchoMessage, Status>> + Send + 'static>,
+    >;
+
+    async fn items(
+        &self,
+        request: Request<ItemsRequest>,
+    ) -> Result<Response<Self::ItemsStream>, Status> {
+        let ItemsRequest { count, size } = request.into_inner();
+        let item = vec![7u8; size as usize];
+        let items = (0..count).map(move |_| Ok(EchoMessage { data: item.clone() }));
+        Ok(Response::new(Box::pin(tokio_stream::iter(items))))
     }
 }
 
@@ -79,5 +93,23 @@ impl Contender for Tonic {
     async fn echo(&mut self, data: Vec<u8>) -> usize {
         let reply = self.0.echo(EchoMessage { data }).await.unwrap();
         reply.into_inner().data.len()
+    }
+}
+
+impl crate::streaming::Streamer for Tonic {
+    async fn items(&mut self, count: u32, size: u32) -> u64 {
+        use tokio_stream::StreamExt;
+        let mut items = self
+            .0
+            .items(ItemsRequest { count, size })
+            .await
+            .unwrap()
+            .into_inner();
+        let mut got = 0;
+        while let Some(item) = items.next().await {
+            assert_eq!(item.unwrap().data.len(), size as usize);
+            got += 1;
+        }
+        got
     }
 }
