@@ -216,7 +216,8 @@ pub(crate) fn cost(item: &Bytes) -> usize {
 /// What the receiver of a stream hears from the connection.
 #[derive(Debug)]
 pub(crate) enum Event {
-    Item(Bytes),
+    /// Items, in order.
+    Items(Vec<Bytes>),
     /// The end; an error if the stream was aborted.
     End(Option<Error>),
 }
@@ -244,16 +245,23 @@ pub(crate) struct Inbox {
 }
 
 impl Inbox {
-    /// Whether a sender that keeps to its credit could have sent `item` now: it fits in the
-    /// window with what is buffered, or it comes alone.
-    pub(crate) fn admits(&self, item: &Bytes) -> bool {
+    /// Whether a sender that keeps to its credit could have sent `items` now: they fit in
+    /// the window with what is buffered, or a single item comes alone.
+    pub(crate) fn admits(&self, items: &[Bytes]) -> bool {
         let buffered = self.flow.buffered.load(Ordering::Relaxed);
-        buffered == 0 || buffered + cost(item) <= self.flow.window as usize
+        let cost: usize = items.iter().map(cost).sum();
+        (buffered == 0 && items.len() <= 1) || buffered + cost <= self.flow.window as usize
     }
 
-    pub(crate) fn item(&self, item: Bytes) {
-        self.flow.buffered.fetch_add(cost(&item), Ordering::Relaxed);
-        let _ = self.tx.send(Event::Item(item));
+    pub(crate) fn items(&self, items: Vec<Bytes>) {
+        let cost: usize = items.iter().map(cost).sum();
+        self.flow.buffered.fetch_add(cost, Ordering::Relaxed);
+        let _ = self.tx.send(Event::Items(items));
+    }
+
+    #[cfg(test)]
+    fn item(&self, item: Bytes) {
+        self.items(vec![item]);
     }
 
     pub(crate) fn end(self, error: Option<Error>) {
@@ -276,6 +284,7 @@ pub(crate) fn incoming(
     let stream = Incoming {
         id,
         rx,
+        batch: Vec::new().into_iter(),
         flow: flow.clone(),
         link: Some(link),
         unreported: 0,
@@ -294,6 +303,8 @@ pub(crate) fn incoming(
 struct Incoming {
     id: u64,
     rx: mpsc::UnboundedReceiver<Event>,
+    /// The rest of the last batch received.
+    batch: std::vec::IntoIter<Bytes>,
     flow: Arc<RecvFlow>,
     /// Let go of once the stream is over, so that a finished stream does not keep the
     /// connection open.
@@ -308,6 +319,9 @@ impl Stream for Incoming {
     type Item = Result<Bytes, Error>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if let Some(item) = self.batch.next() {
+            return Poll::Ready(Some(Ok(self.take(item))));
+        }
         if self.done {
             return Poll::Ready(None);
         }
@@ -327,18 +341,15 @@ impl Stream for Incoming {
             }
         };
         match event {
-            Some(Event::Item(item)) => {
-                let cost = cost(&item);
-                self.flow.buffered.fetch_sub(cost, Ordering::Relaxed);
-                self.unreported += cost;
-                if self.unreported >= (self.flow.window / 2) as usize {
-                    let grant = u32::try_from(self.unreported).unwrap_or(u32::MAX);
-                    self.unreported = 0;
-                    if let Some(link) = &self.link {
-                        link.grant(self.id, grant);
+            Some(Event::Items(items)) => {
+                self.batch = items.into_iter();
+                match self.batch.next() {
+                    Some(item) => Poll::Ready(Some(Ok(self.take(item)))),
+                    None => {
+                        cx.waker().wake_by_ref();
+                        Poll::Pending
                     }
                 }
-                Poll::Ready(Some(Ok(item)))
             }
             Some(Event::End(error)) => {
                 self.finish();
@@ -354,6 +365,21 @@ impl Stream for Incoming {
 }
 
 impl Incoming {
+    /// Accounts for an item the consumer takes, granting credit back every half window.
+    fn take(&mut self, item: Bytes) -> Bytes {
+        let cost = cost(&item);
+        self.flow.buffered.fetch_sub(cost, Ordering::Relaxed);
+        self.unreported += cost;
+        if self.unreported >= (self.flow.window / 2) as usize {
+            let grant = u32::try_from(self.unreported).unwrap_or(u32::MAX);
+            self.unreported = 0;
+            if let Some(link) = &self.link {
+                link.grant(self.id, grant);
+            }
+        }
+        item
+    }
+
     /// The stream is over: nothing more to tell the sender.
     fn finish(&mut self) {
         self.done = true;
@@ -414,6 +440,18 @@ impl SendFlow {
         }
     }
 
+    /// Takes the credit for an item of `cost` if it fits now (never for one that would need
+    /// the whole window).
+    fn try_reserve(&self, cost: usize) -> bool {
+        let cost = i64::try_from(cost).unwrap_or(i64::MAX);
+        let mut state = self.state.lock().unwrap();
+        if !state.stopped && cost <= state.available {
+            state.available -= cost;
+            return true;
+        }
+        false
+    }
+
     /// Waits until an item of `cost` may go and takes its credit; `false` once stopped.
     pub(crate) async fn reserve(&self, cost: usize) -> bool {
         let cost = i64::try_from(cost).unwrap_or(i64::MAX);
@@ -440,33 +478,93 @@ pub(crate) trait FrameSink: Send {
     fn send(&mut self, frame: Parts) -> impl Future<Output = bool> + Send;
 }
 
-/// Sends `items` as call `id`'s stream within the credit `flow` allows, then its end.
+/// Items up to this size are batched with others into one frame; larger ones travel in a
+/// frame of their own, without a copy.
+const BATCH_ITEM: usize = 4096;
+/// The most bytes one batch carries.
+const BATCH_BYTES: usize = 64 * 1024;
+
+/// Sends `items` as call `id`'s stream within the credit `flow` allows, then its end. Items
+/// that are ready at once, small, and within the credit go together in one frame.
 pub(crate) async fn send_stream(
     id: u64,
     mut items: Streaming<Bytes>,
     flow: &SendFlow,
     sink: &mut impl FrameSink,
 ) {
-    use futures_util::StreamExt;
+    use futures_util::{FutureExt, StreamExt};
+    let mut held: Option<Bytes> = None;
+    let mut end: Option<Option<wire::Status>> = None;
     loop {
-        let item = match items.next().await {
-            Some(Ok(item)) => item,
-            Some(Err(e)) => {
-                let status = wire::Status::new(wire::Code::Internal, e.to_string());
-                sink.send(end_frame(id, Some(status))).await;
-                return;
-            }
-            None => {
-                sink.send(end_frame(id, None)).await;
-                return;
-            }
+        let first = match held.take() {
+            Some(item) => item,
+            None => match items.next().await {
+                Some(Ok(item)) => item,
+                Some(Err(e)) => {
+                    sink.send(end_frame(id, Some(abort_status(e)))).await;
+                    return;
+                }
+                None => {
+                    sink.send(end_frame(id, None)).await;
+                    return;
+                }
+            },
         };
-        if !flow.reserve(cost(&item)).await {
+        if !flow.reserve(cost(&first)).await {
             return;
         }
-        if !sink.send(wire::stream_item_parts(id, item)).await {
+        if first.len() > BATCH_ITEM {
+            if !sink.send(wire::stream_item_parts(id, first)).await {
+                return;
+            }
+            continue;
+        }
+        let mut batch = vec![first];
+        let mut bytes = batch[0].len();
+        // More items that are ready now, small, and within the credit left.
+        while bytes < BATCH_BYTES {
+            match items.next().now_or_never() {
+                Some(Some(Ok(item)))
+                    if item.len() <= BATCH_ITEM && flow.try_reserve(cost(&item)) =>
+                {
+                    bytes += item.len();
+                    batch.push(item);
+                }
+                Some(Some(Ok(item))) => {
+                    held = Some(item);
+                    break;
+                }
+                Some(Some(Err(e))) => {
+                    end = Some(Some(abort_status(e)));
+                    break;
+                }
+                Some(None) => {
+                    end = Some(None);
+                    break;
+                }
+                None => break,
+            }
+        }
+        let frame = if batch.len() == 1 {
+            wire::stream_item_parts(id, batch.pop().expect("one item"))
+        } else {
+            wire::stream_items_frame(id, &batch)
+        };
+        if !sink.send(frame).await {
             return;
         }
+        if let Some(error) = end {
+            sink.send(end_frame(id, error)).await;
+            return;
+        }
+    }
+}
+
+/// How a sender's stream that failed ends on the wire.
+fn abort_status(e: Error) -> wire::Status {
+    match e {
+        Error::ServerPanicked { message } => wire::Status::new(wire::Code::Panicked, message),
+        e => wire::Status::new(wire::Code::Internal, e.to_string()),
     }
 }
 

@@ -487,7 +487,10 @@ async fn streaming_call(
     if let Some(items) = started.stream {
         // From here the stream cancels the call if dropped before its end.
         guard.armed = false;
-        return Ok(CallResponse::Stream(items.keep(sender)));
+        return Ok(CallResponse::Stream(match sender {
+            Some(sender) => items.keep(sender),
+            None => items,
+        }));
     }
     let rx = started
         .reply

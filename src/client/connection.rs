@@ -402,7 +402,7 @@ impl Connection {
                     .get(&item.call_id)
                     .and_then(|w| w.inbox.as_ref())
                 {
-                    inbox.item(item.payload);
+                    inbox.items(item.items);
                 }
             }
             envelope::Kind::StreamEnd(end) => {

@@ -294,8 +294,8 @@ where
             envelope::Kind::StreamItem(item) => {
                 let id = item.call_id;
                 if let Some(inbox) = self.inboxes.get(&id) {
-                    if inbox.admits(&item.payload) {
-                        inbox.item(item.payload);
+                    if inbox.admits(&item.items) {
+                        inbox.items(item.items);
                     } else {
                         tracing::debug!(call_id = id, "client sent beyond its credit");
                         let inbox = self.inboxes.remove(&id).expect("just found");
@@ -396,6 +396,13 @@ async fn send_response_stream(
     deadline: Option<Instant>,
 ) {
     let end_tx = out.0.clone();
+    let items = crate::Streaming::from_results(
+        super::catch::CatchUnwindStream {
+            inner: items,
+            done: false,
+        },
+        None,
+    );
     let send = CatchUnwind(Box::pin(async move {
         stream::send_stream(id, items, &flow, &mut out).await;
     }));

@@ -171,8 +171,8 @@ pub struct GoAway {}
 pub struct StreamItem {
     #[prost(uint64, tag = "1")]
     pub call_id: u64,
-    #[prost(bytes = "bytes", tag = "2")]
-    pub payload: Bytes,
+    #[prost(bytes = "bytes", repeated, tag = "2")]
+    pub items: Vec<Bytes>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]

@@ -215,6 +215,34 @@ pub(crate) fn stream_item_parts(call_id: u64, payload: Bytes) -> Parts {
     Parts { head, payload }
 }
 
+/// Encodes `Envelope { stream_item { call_id, items } }` with every item copied into one
+/// buffer: for batches of small items.
+pub(crate) fn stream_items_frame(call_id: u64, items: &[Bytes]) -> Parts {
+    use bytes::BufMut;
+    let id_field = if call_id == 0 {
+        0
+    } else {
+        1 + prost::encoding::encoded_len_varint(call_id)
+    };
+    let items_len: usize = items
+        .iter()
+        .map(|i| 1 + prost::encoding::encoded_len_varint(i.len() as u64) + i.len())
+        .sum();
+    let message_len = id_field + items_len;
+    let mut buf = BytesMut::with_capacity(message_len + 11);
+    buf.put_u8(ENVELOPE_STREAM_ITEM);
+    prost::encoding::encode_varint(message_len as u64, &mut buf);
+    if call_id != 0 {
+        prost::encoding::uint64::encode(1, &call_id, &mut buf);
+    }
+    for item in items {
+        buf.put_u8(STREAM_ITEM_PAYLOAD);
+        prost::encoding::encode_varint(item.len() as u64, &mut buf);
+        buf.put_slice(item);
+    }
+    Parts::whole(buf.freeze())
+}
+
 fn envelope_head(
     envelope_tag: u8,
     message_len: usize,
@@ -280,7 +308,17 @@ mod parts_tests {
                 decoded.kind,
                 Some(envelope::Kind::StreamItem(messages::StreamItem {
                     call_id: id,
-                    payload
+                    items: vec![payload.clone()]
+                }))
+            );
+            let batch = vec![payload.clone(), Bytes::from_static(b"two"), Bytes::new()];
+            let parts = stream_items_frame(id, &batch);
+            let decoded = Envelope::decode(&joined(&parts)[..]).unwrap();
+            assert_eq!(
+                decoded.kind,
+                Some(envelope::Kind::StreamItem(messages::StreamItem {
+                    call_id: id,
+                    items: batch
                 }))
             );
         }
