@@ -188,6 +188,16 @@ fn the_server_calls_back_into_the_client_mid_call() {
         assert_eq!(done, [4; 32]);
         assert_eq!(recorder.steps.lock().unwrap().len(), 4 + 32 * 4);
         assert_eq!(jobs.probe().await.unwrap(), "offered");
+        // An offered service wrapped in tower layers serves calls back the same way.
+        let layered = tower::ServiceBuilder::new()
+            .concurrency_limit(1)
+            .service(ProgressServer::new(recorder.clone()));
+        let client = localrpc::Client::builder(<JobsClient>::INFO)
+            .offer_as(<ProgressServer<Recorder>>::INFO, layered)
+            .connect(name.as_str())
+            .await
+            .unwrap();
+        assert_eq!(JobsClient::new(client).run().await.unwrap().len(), 4);
     });
 }
 

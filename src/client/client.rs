@@ -199,7 +199,7 @@ impl ClientBuilder {
     /// Only unary methods can be called back.
     ///
     /// See [`peer_client`](crate::peer_client) for an example.
-    pub fn offer<S>(mut self, service: S) -> Self
+    pub fn offer<S>(self, service: S) -> Self
     where
         S: crate::NamedService
             + tower::Service<ServerRequest, Response = ServerResponse>
@@ -210,9 +210,41 @@ impl ClientBuilder {
         S::Error: Into<BoxError>,
         S::Future: Send + 'static,
     {
+        self.offer_as(S::INFO, service)
+    }
+
+    /// Like [`offer`](Self::offer), for a service whose type does not name it, such as a
+    /// generated server wrapped in tower layers: `info` is the generated server's `INFO`.
+    ///
+    /// ```no_run
+    /// # #[localrpc::service]
+    /// # pub trait Progress { async fn report(&self, percent: u8); }
+    /// # struct Printer;
+    /// # impl Progress for Printer { async fn report(&self, _: u8) {} }
+    /// # #[localrpc::service]
+    /// # pub trait Worker { async fn work(&self) -> u64; }
+    /// use std::time::Duration;
+    /// use localrpc::NamedService;
+    ///
+    /// # async fn demo() -> Result<(), localrpc::Error> {
+    /// let progress = tower::ServiceBuilder::new()
+    ///     .timeout(Duration::from_secs(1))
+    ///     .service(ProgressServer::new(Printer));
+    /// let client = localrpc::Client::builder(<WorkerClient>::INFO)
+    ///     .offer_as(<ProgressServer<Printer>>::INFO, progress)
+    ///     .connect("myapp.worker")
+    ///     .await?;
+    /// # drop(client); Ok(()) }
+    /// ```
+    pub fn offer_as<S>(mut self, info: &'static ServiceInfo, service: S) -> Self
+    where
+        S: tower::Service<ServerRequest, Response = ServerResponse> + Clone + Send + Sync + 'static,
+        S::Error: Into<BoxError>,
+        S::Future: Send + 'static,
+    {
         use tower::ServiceExt;
         self.offered = Some(Offered {
-            info: S::INFO,
+            info,
             svc: tower::util::BoxCloneSyncService::new(service.map_err(Into::into)),
         });
         self
