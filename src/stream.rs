@@ -328,6 +328,15 @@ impl Stream for Incoming {
         let event = match self.rx.poll_recv(cx) {
             Poll::Ready(event) => event,
             Poll::Pending => {
+                // Caught up: give back whatever was taken, so that a sender waiting to send
+                // an item larger than its credit left is not stuck below the half-window mark.
+                if self.unreported > 0 {
+                    let grant = u32::try_from(self.unreported).unwrap_or(u32::MAX);
+                    self.unreported = 0;
+                    if let Some(link) = &self.link {
+                        link.grant(self.id, grant);
+                    }
+                }
                 if let Some(deadline) = &mut self.deadline
                     && deadline.as_mut().poll(cx).is_ready()
                 {
@@ -425,7 +434,9 @@ impl SendFlow {
         if state.window == 0 {
             state.window = i64::from(bytes);
         }
-        state.available += i64::from(bytes);
+        // A receiver never has reason to grant beyond its window: a peer that does is not
+        // allowed to make this side queue more.
+        state.available = (state.available + i64::from(bytes)).min(state.window);
         if let Some(waker) = state.waker.take() {
             waker.wake();
         }
@@ -483,6 +494,8 @@ pub(crate) trait FrameSink: Send {
 const BATCH_ITEM: usize = 4096;
 /// The most bytes one batch carries.
 const BATCH_BYTES: usize = 64 * 1024;
+/// The envelope of a frame of stream items, at most: tags and lengths.
+const FRAME_OVERHEAD: usize = 32;
 
 /// Sends `items` as call `id`'s stream within the credit `flow` allows, then its end. Items
 /// that are ready at once, small, and within the credit go together in one frame.
@@ -491,8 +504,12 @@ pub(crate) async fn send_stream(
     mut items: Streaming<Bytes>,
     flow: &SendFlow,
     sink: &mut impl FrameSink,
+    max_frame_len: usize,
 ) {
     use futures_util::{FutureExt, StreamExt};
+    // Room for the envelope around the items.
+    let max_item = max_frame_len.saturating_sub(FRAME_OVERHEAD);
+    let batch_bytes = BATCH_BYTES.min(max_item);
     let mut held: Option<Bytes> = None;
     let mut end: Option<Option<wire::Status>> = None;
     loop {
@@ -510,6 +527,17 @@ pub(crate) async fn send_stream(
                 }
             },
         };
+        if first.len() > max_item {
+            let status = wire::Status::new(
+                wire::Code::FrameTooLarge,
+                format!(
+                    "a stream item of {} bytes exceeds the frame limit of {max_frame_len} bytes",
+                    first.len()
+                ),
+            );
+            sink.send(end_frame(id, Some(status))).await;
+            return;
+        }
         if !flow.reserve(cost(&first)).await {
             return;
         }
@@ -520,14 +548,16 @@ pub(crate) async fn send_stream(
             continue;
         }
         let mut batch = vec![first];
-        let mut bytes = batch[0].len();
-        // More items that are ready now, small, and within the credit left.
-        while bytes < BATCH_BYTES {
+        let mut bytes = cost(&batch[0]);
+        // More items that are ready now, small, and within the credit left and the batch.
+        while bytes < batch_bytes {
             match items.next().now_or_never() {
                 Some(Some(Ok(item)))
-                    if item.len() <= BATCH_ITEM && flow.try_reserve(cost(&item)) =>
+                    if item.len() <= BATCH_ITEM
+                        && bytes + cost(&item) <= batch_bytes
+                        && flow.try_reserve(cost(&item)) =>
                 {
-                    bytes += item.len();
+                    bytes += cost(&item);
                     batch.push(item);
                 }
                 Some(Some(Ok(item))) => {

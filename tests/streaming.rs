@@ -34,6 +34,8 @@ trait Streams {
     async fn mixed(&self, n: u32) -> Streaming<Result<u32, String>>;
     /// Panics after `n` items.
     async fn panics_after(&self, n: u32) -> Streaming<u32>;
+    /// Items of the given sizes.
+    async fn sizes(&self, sizes: Vec<u32>) -> Streaming<Vec<u8>>;
     async fn ping(&self, x: u32) -> u32;
 }
 
@@ -122,6 +124,9 @@ impl Streams for Impl {
         Streaming::from_iter((0..=n).inspect(move |&i| {
             assert!(i < n, "the stream panics at item {i}");
         }))
+    }
+    async fn sizes(&self, sizes: Vec<u32>) -> Streaming<Vec<u8>> {
+        Streaming::from_iter(sizes.into_iter().map(|n| vec![1u8; n as usize]))
     }
     async fn ping(&self, x: u32) -> u32 {
         x
@@ -409,5 +414,37 @@ fn the_end_an_error_item_and_an_abort_are_told_apart() {
             "{outcome:?}"
         );
         assert!(ticks.next().await.is_none());
+    });
+}
+
+#[test]
+fn items_larger_than_the_window_or_the_frame_limit() {
+    let _wd = Watchdog::arm("items_larger_than_the_window_or_the_frame_limit");
+    let (_server, name) = start(4096);
+    rt().block_on(async {
+        let client = connect(&name, 4096).await;
+        // Small items, then items larger than the whole 4 KiB window: each goes once the
+        // consumer has given back everything it took, however little that was.
+        let sizes = vec![10, 5000, 10, 10, 9000, 1, 4096, 0];
+        let got: Vec<usize> = client
+            .sizes(sizes.clone())
+            .await
+            .unwrap()
+            .map(|i| i.unwrap().len())
+            .collect()
+            .await;
+        assert_eq!(got, sizes.iter().map(|&n| n as usize).collect::<Vec<_>>());
+        // An item beyond the frame limit (16 MiB) aborts the stream after the items before
+        // it, with a typed error, and the connection goes on.
+        let mut items = client.sizes(vec![10, 17 << 20, 10]).await.unwrap();
+        assert_eq!(items.next().await.unwrap().unwrap().len(), 10);
+        match items.next().await {
+            Some(Err(Error::Server { message })) => {
+                assert!(message.contains("frame limit"), "{message}")
+            }
+            other => panic!("expected a frame-limit abort, got {other:?}"),
+        }
+        assert!(items.next().await.is_none());
+        assert_eq!(client.ping(9).await.unwrap(), 9);
     });
 }

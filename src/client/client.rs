@@ -415,6 +415,13 @@ impl Client {
             .map(|(_, t)| t)
             .filter(|&t| t != 0)
             .unwrap_or_else(new_trace_id);
+        // Clones of a request share its stream: only the first to get here sends it.
+        let upstream = req.stream.take();
+        if req.stream.is_some() && upstream.is_none() {
+            return Err(Error::Protocol(
+                "the request stream was already sent by a clone of this request".into(),
+            ));
+        }
         let id = conn.next_call_id();
         let request = wire::Request {
             call_id: id,
@@ -423,7 +430,7 @@ impl Client {
             trace: Some(wire::trace_context(trace_id)),
             payload: Bytes::new(),
             metadata: req.metadata.into_entries().into_iter().collect(),
-            request_stream: req.stream.is_some(),
+            request_stream: upstream.is_some(),
             response_window: req.response_stream.then_some(self.shared.stream_window),
         };
         let frame = wire::request_parts(request, req.payload);
@@ -441,8 +448,7 @@ impl Client {
             peer_pid = ?conn.server_pid(),
             trace_id = %format_args!("{trace_id:032x}"),
         );
-        if req.response_stream || req.stream.is_some() {
-            let upstream = req.stream.take();
+        if req.response_stream || upstream.is_some() {
             let window = req.response_stream.then_some(self.shared.stream_window);
             let call = streaming_call(conn, id, frame, window, upstream, deadline);
             return if span.is_disabled() {
@@ -509,8 +515,9 @@ async fn streaming_call(
     let sender = match (upstream, started.credit) {
         (Some(items), Some(credit)) => {
             let mut sink = ClientSink(conn.clone());
+            let max_frame_len = conn.max_frame_len();
             let task = tokio::spawn(async move {
-                stream::send_stream(id, items, &credit, &mut sink).await;
+                stream::send_stream(id, items, &credit, &mut sink, max_frame_len).await;
             });
             Some(AbortOnDrop(task.abort_handle()))
         }

@@ -26,6 +26,9 @@ use crate::{Error, RefuseReason, ServiceInfo, Streaming};
 
 type Reply = Result<CallResponse, Error>;
 
+/// How many calls back a client runs at once; more are refused.
+const MAX_CALLBACKS: usize = 1024;
+
 /// How long the server has to answer the hello.
 pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -190,11 +193,20 @@ impl Connection {
     /// Serves a call back from the server with the offered service, on a task of its own.
     fn on_callback(self: &Arc<Self>, req: wire::Request) {
         let id = req.call_id;
-        let Some(offered) = &self.offered else {
-            let status = wire::Status::new(
+        let refusal = match &self.offered {
+            None => Some((
                 wire::Code::UnknownMethod,
-                "this client offers no service to call back",
-            );
+                "this client offers no service to call back".to_owned(),
+            )),
+            Some(_) if self.callbacks.lock().unwrap().len() >= MAX_CALLBACKS => Some((
+                wire::Code::Refused,
+                format!("this client runs at most {MAX_CALLBACKS} calls back at once"),
+            )),
+            Some(_) => None,
+        };
+        let (Some(offered), None) = (&self.offered, refusal.as_ref()) else {
+            let (code, message) = refusal.expect("refused");
+            let status = wire::Status::new(code, message);
             let reply = crate::server::Reply::Error(status);
             let frame = crate::server::response_frame(id, reply, &self.callback_config);
             self.write_later(frame);
@@ -393,16 +405,32 @@ impl Connection {
     }
 
     /// Routes a frame of a call's stream.
-    fn on_stream_frame(&self, kind: envelope::Kind) {
+    fn on_stream_frame(self: &Arc<Self>, kind: envelope::Kind) {
         let mut pending = self.pending.lock().unwrap();
         match kind {
             envelope::Kind::StreamItem(item) => {
-                if let Some(inbox) = pending
-                    .calls
-                    .get(&item.call_id)
-                    .and_then(|w| w.inbox.as_ref())
-                {
-                    inbox.items(item.items);
+                let id = item.call_id;
+                let admitted = match pending.calls.get(&id).and_then(|w| w.inbox.as_ref()) {
+                    Some(inbox) if inbox.admits(&item.items) => {
+                        inbox.items(item.items);
+                        true
+                    }
+                    Some(_) => false,
+                    None => true, // a call that is over
+                };
+                if !admitted {
+                    tracing::debug!(call_id = id, "server sent beyond its credit");
+                    let waiter = pending.calls.remove(&id);
+                    drop(pending);
+                    if let Some(waiter) = waiter {
+                        waiter.fail(Error::Protocol(
+                            "the server sent more than its credit allowed".into(),
+                        ));
+                    }
+                    let cancel = wire::Cancel { call_id: id };
+                    self.write_later(Parts::whole(wire::encode_envelope(envelope::Kind::Cancel(
+                        cancel,
+                    ))));
                 }
             }
             envelope::Kind::StreamEnd(end) => {
@@ -633,5 +661,14 @@ impl std::fmt::Debug for Offered {
         f.debug_struct("Offered")
             .field("service", &self.info.name())
             .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Connection {
+    /// Calls back still running have nobody to answer to.
+    fn drop(&mut self) {
+        for (_, abort) in self.callbacks.get_mut().unwrap().drain() {
+            abort.abort();
+        }
     }
 }

@@ -349,13 +349,14 @@ where
         });
         let (abort, registration) = AbortHandle::new_pair();
         let deadline = request.context.deadline;
+        let max_frame_len = self.config.max_frame_len;
         let out = ServerSink(self.out_tx.clone());
         let call = run_call(self.svc.clone(), request);
         let fut = Abortable::new(
             async move {
                 match (call.await, credit) {
                     (Reply::Stream(items), Some(flow)) => {
-                        send_response_stream(id, items, flow, out, deadline).await;
+                        send_response_stream(id, items, flow, out, deadline, max_frame_len).await;
                         None
                     }
                     (Reply::Stream(_), None) => Some(Reply::Error(wire::Status::new(
@@ -394,6 +395,7 @@ async fn send_response_stream(
     flow: Arc<SendFlow>,
     mut out: ServerSink,
     deadline: Option<Instant>,
+    max_frame_len: usize,
 ) {
     let end_tx = out.0.clone();
     let items = crate::Streaming::from_results(
@@ -404,7 +406,7 @@ async fn send_response_stream(
         None,
     );
     let send = CatchUnwind(Box::pin(async move {
-        stream::send_stream(id, items, &flow, &mut out).await;
+        stream::send_stream(id, items, &flow, &mut out, max_frame_len).await;
     }));
     let outcome = match deadline {
         Some(deadline) => tokio::time::timeout_at(deadline.into(), send).await.ok(),
