@@ -58,7 +58,7 @@ use std::time::Duration;
 
 use crate::ipc::{self, LocalStream};
 use crate::server::BoxError;
-use crate::{Client, Error, NamedService, ServerRequest, ServerResponse, os};
+use crate::{Client, ClientBuilder, Error, NamedService, ServerRequest, ServerResponse, os};
 
 /// The environment variable that tells a child where its channel to the parent is.
 const PARENT_VAR: &str = "LOCALRPC_PARENT";
@@ -230,6 +230,54 @@ impl Child {
     where
         C: NamedService + From<Client>,
     {
+        self.make_client(None)
+    }
+
+    /// Like [`client`](Self::client), with the connection's client configured by
+    /// `configure`: a default timeout, stream windows, or a service the parent offers for the
+    /// child's handlers to call back ([`ClientBuilder::offer`], reached in the child with
+    /// [`peer_client`](crate::peer_client)). It must make the connection's first client:
+    /// afterwards it fails with [`Error::Protocol`] rather than ignore `configure`.
+    ///
+    /// ```no_run
+    /// # #[localrpc::service]
+    /// # pub trait Worker { async fn work(&self) -> u64; }
+    /// # #[localrpc::service]
+    /// # pub trait Progress { async fn report(&self, percent: u8); }
+    /// # struct Printer;
+    /// # impl Progress for Printer { async fn report(&self, _: u8) {} }
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut helper = localrpc::process::spawn(std::process::Command::new("my-helper")).await?;
+    /// // The helper's handlers can call Progress back on the same connection.
+    /// let worker: WorkerClient =
+    ///     helper.client_with(|b| b.offer(ProgressServer::new(Printer)))?;
+    /// worker.work().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn client_with<C>(
+        &mut self,
+        configure: impl FnOnce(ClientBuilder) -> ClientBuilder,
+    ) -> Result<C, Error>
+    where
+        C: NamedService + From<Client>,
+    {
+        if self.client.is_some() {
+            return Err(Error::Protocol(
+                "the connection to the child already has its client: configure it with the \
+                 first call"
+                    .into(),
+            ));
+        }
+        self.make_client(Some(Box::new(configure)))
+    }
+
+    fn make_client<C>(
+        &mut self,
+        configure: Option<Box<dyn FnOnce(ClientBuilder) -> ClientBuilder + '_>>,
+    ) -> Result<C, Error>
+    where
+        C: NamedService + From<Client>,
+    {
         if let Some(client) = &self.client {
             if client.service() != C::INFO {
                 return Err(Error::Protocol(format!(
@@ -243,7 +291,12 @@ impl Child {
         let stream = self.stream.take().ok_or_else(|| {
             Error::Protocol("the connection to the child was taken as a raw stream".into())
         })?;
-        let client = Client::builder(C::INFO).over(stream);
+        let builder = Client::builder(C::INFO);
+        let builder = match configure {
+            Some(configure) => configure(builder),
+            None => builder,
+        };
+        let client = builder.over(stream);
         self.client = Some(client.clone());
         Ok(C::from(client))
     }

@@ -19,6 +19,22 @@ trait Worker {
     /// Starts a grandchild (which inherits this process's environment) and returns what it
     /// reported.
     async fn probe_grandchild(&self) -> Vec<String>;
+    /// Asks the parent's offered `Parent` service.
+    async fn ask_parent(&self, question: String) -> String;
+}
+
+/// What a parent offers its helper.
+#[localrpc::service]
+trait Parent {
+    async fn answer(&self, question: String) -> String;
+}
+
+struct ParentImpl;
+
+impl Parent for ParentImpl {
+    async fn answer(&self, question: String) -> String {
+        format!("parent {} says {question}", std::process::id())
+    }
 }
 
 struct Impl;
@@ -51,6 +67,12 @@ impl Worker for Impl {
         })
         .await
         .unwrap()
+    }
+    async fn ask_parent(&self, question: String) -> String {
+        match localrpc::peer_client::<ParentClient<localrpc::PeerClient>>() {
+            Ok(parent) => parent.answer(question).await.unwrap(),
+            Err(e) => format!("no parent service: {e}"),
+        }
     }
 }
 
@@ -173,6 +195,27 @@ fn a_spawned_helper_serves_its_parent_and_exits_when_the_parent_closes() {
         assert!(status.success(), "{status}");
     });
     assert!(marker.exists(), "the helper's serve_parent returned");
+}
+
+#[test]
+fn a_helper_calls_back_a_service_its_parent_offers() {
+    let _wd = Watchdog::arm("a_helper_calls_back_a_service_its_parent_offers");
+    rt().block_on(async {
+        let mut helper = localrpc::process::spawn(worker_cmd("")).await.unwrap();
+        let worker: WorkerClient = helper
+            .client_with(|b| b.offer(ParentServer::new(ParentImpl)))
+            .unwrap();
+        let said = worker.ask_parent("hello".into()).await.unwrap();
+        assert_eq!(said, format!("parent {} says hello", std::process::id()));
+        // The client exists now: configuring it again is refused, not ignored.
+        let again = helper.client_with::<WorkerClient>(|b| b.timeout(Duration::from_secs(1)));
+        assert!(matches!(again, Err(Error::Protocol(_))), "{again:?}");
+        // Without an offer, the helper's call back gets a typed refusal.
+        let mut plain = localrpc::process::spawn(worker_cmd("")).await.unwrap();
+        let worker: WorkerClient = plain.client().unwrap();
+        let said = worker.ask_parent("hello".into()).await.unwrap();
+        assert!(said.starts_with("no parent service"), "{said}");
+    });
 }
 
 #[test]
