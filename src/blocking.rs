@@ -35,15 +35,15 @@ use std::time::{Duration, Instant};
 use bytes::{Buf, Bytes, BytesMut};
 use prost::Message;
 
-use crate::client::new_trace_id;
+use crate::client::Outgoing;
 use crate::ipc::ConnectOptions;
 use crate::ipc::blocking::LocalStream;
 use crate::server::BoxError;
 use crate::transport::{DEFAULT_MAX_FRAME_LEN, FrameError};
 use crate::wire::{self, envelope, response};
 use crate::{
-    CallContext, CallRequest, CallResponse, Error, IntoName, NamedService, RefuseReason,
-    ServerRequest, ServerResponse, ServiceInfo,
+    CallRequest, CallResponse, Error, IntoName, NamedService, RefuseReason, ServerRequest,
+    ServerResponse, ServiceInfo,
 };
 
 /// How long the server has to answer the hello of [`Client::handshake`].
@@ -239,49 +239,15 @@ impl Client {
                 req.method_name()
             )));
         }
-        let inherited = CallContext::with_current(|c| (c.deadline, c.trace_id));
-        let timeout = req.timeout.or(self.shared.timeout);
-        let outer = inherited.and_then(|(deadline, _)| deadline);
-        let deadline = match (timeout.map(|t| Instant::now() + t), outer) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        let trace_id = inherited
-            .map(|(_, t)| t)
-            .filter(|&t| t != 0)
-            .unwrap_or_else(new_trace_id);
+        let out = Outgoing::new(req.timeout.or(self.shared.timeout));
+        let deadline = out.deadline;
 
         let mut conn = self.lock();
         conn.usable()?;
-        let timeout_micros = match deadline {
-            None => None,
-            Some(d) => {
-                let left = d.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    return Err(Error::DeadlineExceeded);
-                }
-                Some(u64::try_from(left.as_micros()).unwrap_or(u64::MAX))
-            }
-        };
         let id = conn.next_id;
         conn.next_id += 1;
-        let request = wire::Request {
-            call_id: id,
-            method: req.method,
-            timeout_micros,
-            trace: Some(wire::trace_context(trace_id)),
-            payload: Bytes::new(),
-            metadata: req.metadata.into_entries().into_iter().collect(),
-            request_stream: false,
-            response_window: None,
-        };
-        let frame = wire::request_parts(request, req.payload);
-        if frame.len() > self.shared.max_frame_len {
-            return Err(Error::FrameTooLarge {
-                len: frame.len() as u64,
-                max: self.shared.max_frame_len,
-            });
-        }
+        // The time left is taken after waiting for the connection.
+        let frame = req.into_frame(id, &out, false, None, self.shared.max_frame_len)?;
         let hello = (!conn.hello_sent).then(|| self.hello());
         let hello = hello.as_ref().map_or(&[][..], |h| &h[..]);
         conn.send(hello, frame.head, Some(frame.payload))

@@ -13,11 +13,10 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::Instant;
 
-use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::client::Outgoing;
 use crate::transport::Parts;
 use crate::wire::{self, envelope};
 use crate::{CallContext, CallRequest, CallResponse, Error, NamedService};
@@ -176,40 +175,11 @@ impl PeerClient {
                 req.method_name()
             )));
         }
-        let inherited = CallContext::with_current(|c| (c.deadline, c.trace_id));
-        let now = Instant::now();
-        let deadline = match (req.timeout.map(|t| now + t), inherited.and_then(|(d, _)| d)) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        if deadline.is_some_and(|d| d <= now) {
-            return Err(Error::DeadlineExceeded);
-        }
+        let out = Outgoing::new(req.timeout);
+        let deadline = out.deadline;
         let shared = &self.shared;
         let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
-        let request = wire::Request {
-            call_id: id,
-            method: req.method,
-            timeout_micros: deadline
-                .map(|d| u64::try_from((d - now).as_micros()).unwrap_or(u64::MAX)),
-            trace: Some(wire::trace_context(
-                inherited
-                    .map(|(_, t)| t)
-                    .filter(|&t| t != 0)
-                    .unwrap_or_else(crate::client::new_trace_id),
-            )),
-            payload: Bytes::new(),
-            metadata: req.metadata.into_entries().into_iter().collect(),
-            request_stream: false,
-            response_window: None,
-        };
-        let frame = wire::request_parts(request, req.payload);
-        if frame.len() > shared.max_frame_len {
-            return Err(Error::FrameTooLarge {
-                len: frame.len() as u64,
-                max: shared.max_frame_len,
-            });
-        }
+        let frame = req.into_frame(id, &out, false, None, shared.max_frame_len)?;
         let (tx, rx) = oneshot::channel();
         {
             let mut pending = shared.pending.lock().unwrap();

@@ -66,6 +66,12 @@ fn request<A: Serialize>(
     Ok(req)
 }
 
+/// `req` with `items` as its request stream.
+fn with_stream<U: Serialize + 'static>(mut req: CallRequest, items: Streaming<U>) -> CallRequest {
+    req.stream = crate::client::SharedStream::new(encode_stream(items));
+    req
+}
+
 /// Encodes each item of a stream about to be sent.
 pub fn encode_stream<T: Serialize + 'static>(items: Streaming<T>) -> Streaming<Bytes> {
     items.map_items(|item| encode(&item).map_err(Error::from))
@@ -91,9 +97,7 @@ where
     U: Serialize + 'static,
     T: DeserializeOwned,
 {
-    let mut req = request(opts, info, method, args)?;
-    req.stream = crate::client::SharedStream::new(encode_stream(items));
-    reply(send(svc, req).await?)
+    reply(send(svc, with_stream(request(opts, info, method, args)?, items)).await?)
 }
 
 /// The value or application error of a method that takes a stream and is declared
@@ -113,9 +117,7 @@ where
     T: DeserializeOwned,
     E: DeserializeOwned,
 {
-    let mut req = request(opts, info, method, args)?;
-    req.stream = crate::client::SharedStream::new(encode_stream(items));
-    reply_fallible(send(svc, req).await?)
+    reply_fallible(send(svc, with_stream(request(opts, info, method, args)?, items)).await?)
 }
 
 /// Calls a method that returns a stream (and may take one).
@@ -135,7 +137,7 @@ where
 {
     let mut req = request(opts, info, method, args)?;
     if let Some(items) = items {
-        req.stream = crate::client::SharedStream::new(encode_stream(items));
+        req = with_stream(req, items);
     }
     req.response_stream = true;
     match send(svc, req).await? {

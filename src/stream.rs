@@ -483,6 +483,31 @@ impl SendFlow {
     }
 }
 
+/// A sender's credit as a table of calls holds it, to route grants to: the call is over
+/// when the entry goes, and dropping it stops the sender.
+#[derive(Debug)]
+pub(crate) struct CreditSlot(Arc<SendFlow>);
+
+impl CreditSlot {
+    pub(crate) fn new(flow: &Arc<SendFlow>) -> CreditSlot {
+        CreditSlot(flow.clone())
+    }
+}
+
+impl std::ops::Deref for CreditSlot {
+    type Target = SendFlow;
+
+    fn deref(&self) -> &SendFlow {
+        &self.0
+    }
+}
+
+impl Drop for CreditSlot {
+    fn drop(&mut self) {
+        self.0.stop();
+    }
+}
+
 /// Where a sender's frames go.
 pub(crate) trait FrameSink: Send {
     /// Sends a frame; `false` if the connection is gone.

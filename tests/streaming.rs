@@ -397,7 +397,7 @@ fn the_end_an_error_item_and_an_abort_are_told_apart() {
             matches!(outcome, Some(Err(Error::DeadlineExceeded))),
             "{outcome:?}"
         );
-        assert!(got > 0 && got < 1000, "got {got}");
+        assert!(got < 1000, "the deadline cut the stream short; got {got}");
         assert!(items.next().await.is_none());
         // A peer that vanishes mid-stream.
         let mut ticks = client.ticks("k".into()).await.unwrap();

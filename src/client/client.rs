@@ -9,13 +9,13 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::Instrument;
 
 use super::connection::{ClientSink, Connection, Offered};
+use super::request::Outgoing;
 use super::{CallRequest, CallResponse, ReconnectPolicy};
 use crate::ipc::{ConnectOptions, LocalStream};
 use crate::server::BoxError;
 use crate::stream;
 use crate::transport::DEFAULT_MAX_FRAME_LEN;
-use crate::wire;
-use crate::{CallContext, Error, IntoName, Name, ServiceInfo, Streaming};
+use crate::{Error, IntoName, Name, ServiceInfo, Streaming};
 use crate::{ServerRequest, ServerResponse};
 
 /// A connection to one service: many calls in flight at once, answered out of order.
@@ -392,29 +392,8 @@ impl Client {
     /// See [`CallRequest`] for building a request by hand.
     pub async fn request(&self, req: CallRequest) -> Result<CallResponse, Error> {
         let conn = self.connection().await?;
-        let inherited = CallContext::with_current(|c| (c.deadline, c.trace_id));
-        let timeout = req.timeout.or(self.shared.timeout);
-        let outer = inherited.and_then(|(deadline, _)| deadline);
-        // The clock is read only for calls that have a deadline.
-        let (deadline, timeout_micros) = if timeout.is_none() && outer.is_none() {
-            (None, None)
-        } else {
-            let now = Instant::now();
-            let own = timeout.map(|t| now + t);
-            let deadline = match (own, outer) {
-                (Some(a), Some(b)) => a.min(b),
-                (a, b) => a.or(b).expect("one of them is set"),
-            };
-            if deadline <= now {
-                return Err(Error::DeadlineExceeded);
-            }
-            let micros = u64::try_from((deadline - now).as_micros()).unwrap_or(u64::MAX);
-            (Some(deadline), Some(micros))
-        };
-        let trace_id = inherited
-            .map(|(_, t)| t)
-            .filter(|&t| t != 0)
-            .unwrap_or_else(new_trace_id);
+        let out = Outgoing::new(req.timeout.or(self.shared.timeout));
+        let (deadline, trace_id) = (out.deadline, out.trace_id);
         // Clones of a request share its stream: only the first to get here sends it.
         let upstream = req.stream.take();
         if req.stream.is_some() && upstream.is_none() {
@@ -423,67 +402,29 @@ impl Client {
             ));
         }
         let id = conn.next_call_id();
-        let request = wire::Request {
-            call_id: id,
-            method: req.method,
-            timeout_micros,
-            trace: Some(wire::trace_context(trace_id)),
-            payload: Bytes::new(),
-            metadata: req.metadata.into_entries().into_iter().collect(),
-            request_stream: upstream.is_some(),
-            response_window: req.response_stream.then_some(self.shared.stream_window),
-        };
-        let frame = wire::request_parts(request, req.payload);
-        if frame.len() > conn.max_frame_len() {
-            return Err(Error::FrameTooLarge {
-                len: frame.len() as u64,
-                max: conn.max_frame_len(),
-            });
-        }
+        let method = req.method_name();
+        let response_window = req.response_stream.then_some(self.shared.stream_window);
+        let frame = req.into_frame(
+            id,
+            &out,
+            upstream.is_some(),
+            response_window,
+            conn.max_frame_len(),
+        )?;
         let span = tracing::debug_span!(
             "rpc.call",
             service = self.shared.info.name(),
-            method = req.service.method_name(req.method).unwrap_or("?"),
+            method,
             call_id = id,
             peer_pid = ?conn.server_pid(),
             trace_id = %format_args!("{trace_id:032x}"),
         );
-        if req.response_stream || upstream.is_some() {
-            let window = req.response_stream.then_some(self.shared.stream_window);
-            let call = streaming_call(conn, id, frame, window, upstream, deadline);
-            return if span.is_disabled() {
-                call.await
-            } else {
-                call.instrument(span).await
-            };
-        }
         let call = async move {
-            // Armed before the request is written: a caller that goes away (or runs out of
-            // time) while its request is still being written cancels it all the same.
-            let mut guard = CancelOnDrop {
-                conn: &conn,
-                id,
-                armed: true,
-            };
-            let call = async {
-                let rx = conn.start(id, frame).await?;
-                match rx.await {
-                    Ok(reply) => reply,
-                    Err(_) => Err(conn.unusable_error()),
-                }
-            };
-            let outcome = match deadline {
-                Some(d) => match tokio::time::timeout_at(d.into(), call).await {
-                    Ok(outcome) => outcome,
-                    Err(_) => {
-                        tracing::debug!("deadline exceeded; cancelling on the server");
-                        return Err(Error::DeadlineExceeded); // the guard sends the cancel
-                    }
-                },
-                None => call.await,
-            };
-            guard.armed = false;
-            outcome
+            if response_window.is_some() || upstream.is_some() {
+                streaming_call(conn, id, frame, response_window, upstream, deadline).await
+            } else {
+                unary_call(conn, id, frame, deadline).await
+            }
         };
         // Entering a span costs even when nothing listens; skip it then.
         if span.is_disabled() {
@@ -491,6 +432,46 @@ impl Client {
         } else {
             call.instrument(span).await
         }
+    }
+}
+
+/// A call with one request and one response.
+async fn unary_call(
+    conn: Arc<Connection>,
+    id: u64,
+    frame: crate::transport::Parts,
+    deadline: Option<Instant>,
+) -> Result<CallResponse, Error> {
+    // Armed before the request is written: a caller that goes away (or runs out of time)
+    // while its request is still being written cancels it all the same.
+    let mut guard = CancelOnDrop {
+        conn: &conn,
+        id,
+        armed: true,
+    };
+    let outcome = until(deadline, async {
+        let rx = conn.start(id, frame).await?;
+        conn.reply(rx).await
+    })
+    .await;
+    guard.armed = !matches!(outcome, Err(Error::DeadlineExceeded));
+    outcome
+}
+
+/// Runs `call` until `deadline`. When it runs out: `DeadlineExceeded`, and the caller's
+/// [`CancelOnDrop`] tells the server.
+async fn until(
+    deadline: Option<Instant>,
+    call: impl Future<Output = Result<CallResponse, Error>>,
+) -> Result<CallResponse, Error> {
+    match deadline {
+        Some(d) => tokio::time::timeout_at(d.into(), call)
+            .await
+            .unwrap_or_else(|_| {
+                tracing::debug!("deadline exceeded; cancelling on the server");
+                Err(Error::DeadlineExceeded)
+            }),
+        None => call.await,
     }
 }
 
@@ -534,20 +515,8 @@ async fn streaming_call(
     let rx = started
         .reply
         .expect("a call without a response stream has a reply");
-    let call = async {
-        match rx.await {
-            Ok(reply) => reply,
-            Err(_) => Err(conn.unusable_error()),
-        }
-    };
-    let outcome = match deadline {
-        Some(d) => match tokio::time::timeout_at(d.into(), call).await {
-            Ok(outcome) => outcome,
-            Err(_) => return Err(Error::DeadlineExceeded), // the guard sends the cancel
-        },
-        None => call.await,
-    };
-    guard.armed = false;
+    let outcome = until(deadline, conn.reply(rx)).await;
+    guard.armed = !matches!(outcome, Err(Error::DeadlineExceeded));
     drop(sender);
     outcome
 }

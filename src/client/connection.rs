@@ -19,7 +19,7 @@ use super::CallResponse;
 use super::writer::{PumpGuard, SharedWriter, pump_later};
 use crate::ipc::PeerCredentials;
 use crate::server::{BoxError, ServerRequest, ServerResponse};
-use crate::stream::{self, FrameSink, Inbox, Link, SendFlow};
+use crate::stream::{self, CreditSlot, FrameSink, Inbox, Link, SendFlow};
 use crate::transport::{FrameError, FrameReader, Parts};
 use crate::wire::{self, envelope, response};
 use crate::{Error, RefuseReason, ServiceInfo, Streaming};
@@ -61,17 +61,15 @@ struct Waiter {
     reply: Option<oneshot::Sender<Reply>>,
     /// The response stream's receiver.
     inbox: Option<Inbox>,
-    /// The request stream's credit.
-    credit: Option<Arc<SendFlow>>,
+    /// The request stream's credit (dropping it stops the sender).
+    credit: Option<CreditSlot>,
     _permit: Option<OwnedSemaphorePermit>,
 }
 
 impl Waiter {
-    /// Fails the call: its caller, its response stream, and stops its request stream.
+    /// Fails the call: its caller or its response stream (and, as it is dropped, stops its
+    /// request stream).
     fn fail(self, error: Error) {
-        if let Some(credit) = &self.credit {
-            credit.stop();
-        }
         match (self.reply, self.inbox) {
             (Some(tx), _) => {
                 let _ = tx.send(Err(error));
@@ -322,7 +320,7 @@ impl Connection {
         if request_stream {
             // No credit until the server grants its window.
             let credit = SendFlow::new(0);
-            waiter.credit = Some(credit.clone());
+            waiter.credit = Some(CreditSlot::new(&credit));
             started.credit = Some(credit);
         }
         self.register(id, waiter).await?;
@@ -371,13 +369,16 @@ impl Connection {
         pump_later(self.writer.clone(), self.on_write_error());
     }
 
+    /// Waits for the reply of a call [`start`](Self::start)ed.
+    pub(crate) async fn reply(&self, rx: oneshot::Receiver<Reply>) -> Reply {
+        rx.await.unwrap_or_else(|_| Err(self.unusable_error()))
+    }
+
     /// The caller stopped waiting: forget the call and tell the server to drop its handler.
     pub(crate) fn cancel(self: &Arc<Self>, id: u64) {
-        let waiter = self.pending.lock().unwrap().calls.remove(&id);
-        if let Some(waiter) = waiter {
-            if let Some(credit) = &waiter.credit {
-                credit.stop();
-            }
+        // Dropping the entry also stops a request stream being sent.
+        let was_pending = self.pending.lock().unwrap().calls.remove(&id).is_some();
+        if was_pending {
             let frame = wire::encode_envelope(envelope::Kind::Cancel(wire::Cancel { call_id: id }));
             self.write_later(Parts::whole(frame));
         }
@@ -388,9 +389,6 @@ impl Connection {
         let Some(waiter) = self.pending.lock().unwrap().calls.remove(&id) else {
             return;
         };
-        if let Some(credit) = &waiter.credit {
-            credit.stop();
-        }
         match (waiter.reply, waiter.inbox, reply) {
             (Some(tx), _, reply) => {
                 let _ = tx.send(reply);
@@ -437,9 +435,6 @@ impl Connection {
                 // The response stream is over, and with it the call.
                 if let Some(waiter) = pending.calls.remove(&end.call_id) {
                     drop(pending);
-                    if let Some(credit) = &waiter.credit {
-                        credit.stop();
-                    }
                     match (waiter.inbox, waiter.reply) {
                         (Some(inbox), _) => inbox.end(end.error.map(wire::status_error)),
                         (None, Some(tx)) => {

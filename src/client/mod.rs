@@ -9,8 +9,8 @@ use std::time::Duration;
 
 pub(crate) use client::new_trace_id;
 pub use client::{Client, ClientBuilder};
-pub(crate) use request::SharedStream;
 pub use request::{CallRequest, CallResponse};
+pub(crate) use request::{Outgoing, SharedStream};
 
 /// Options a generated client applies to each call, e.g. a timeout.
 ///

@@ -1,8 +1,50 @@
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::{Metadata, ServiceInfo, Streaming};
+use crate::transport::Parts;
+use crate::{CallContext, Error, Metadata, ServiceInfo, Streaming, wire};
+
+/// Where a call stands in time and in its trace as it leaves this process.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Outgoing {
+    pub(crate) deadline: Option<Instant>,
+    pub(crate) trace_id: u128,
+}
+
+impl Outgoing {
+    /// The deadline is the earlier of `timeout` from now and the deadline of the call this
+    /// task serves, if any (the clock is read only for a timeout); the trace id is that
+    /// call's, or a new one.
+    pub(crate) fn new(timeout: Option<Duration>) -> Outgoing {
+        let inherited = CallContext::with_current(|c| (c.deadline, c.trace_id));
+        let outer = inherited.and_then(|(deadline, _)| deadline);
+        let deadline = match timeout {
+            None => outer,
+            Some(t) => {
+                let own = Instant::now() + t;
+                Some(outer.map_or(own, |o| o.min(own)))
+            }
+        };
+        let trace_id = inherited
+            .map(|(_, t)| t)
+            .filter(|&t| t != 0)
+            .unwrap_or_else(super::new_trace_id);
+        Outgoing { deadline, trace_id }
+    }
+
+    /// The time left, in microseconds for the wire; `DeadlineExceeded` once it has passed.
+    fn timeout_micros(&self) -> Result<Option<u64>, Error> {
+        let Some(deadline) = self.deadline else {
+            return Ok(None);
+        };
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(Error::DeadlineExceeded);
+        }
+        Ok(Some(u64::try_from(left.as_micros()).unwrap_or(u64::MAX)))
+    }
+}
 
 /// A request stream that clones of a request share: the first to send it takes it.
 #[derive(Clone, Default)]
@@ -73,6 +115,36 @@ impl CallRequest {
             stream: SharedStream::default(),
             response_stream: false,
         }
+    }
+
+    /// The request frame of call `id`, the payload in a buffer of its own; `FrameTooLarge`
+    /// beyond `max_frame_len`, `DeadlineExceeded` if `out`'s deadline has passed.
+    pub(crate) fn into_frame(
+        self,
+        id: u64,
+        out: &Outgoing,
+        request_stream: bool,
+        response_window: Option<u32>,
+        max_frame_len: usize,
+    ) -> Result<Parts, Error> {
+        let request = wire::Request {
+            call_id: id,
+            method: self.method,
+            timeout_micros: out.timeout_micros()?,
+            trace: Some(wire::trace_context(out.trace_id)),
+            payload: Bytes::new(),
+            metadata: self.metadata.into_entries().into_iter().collect(),
+            request_stream,
+            response_window,
+        };
+        let frame = wire::request_parts(request, self.payload);
+        if frame.len() > max_frame_len {
+            return Err(Error::FrameTooLarge {
+                len: frame.len() as u64,
+                max: max_frame_len,
+            });
+        }
+        Ok(frame)
     }
 
     /// Whether the method takes a stream ([`Streaming`]) after its arguments. Clones of a

@@ -25,7 +25,7 @@ use super::catch::CatchUnwind;
 use super::request::{Reply, ServerRequest, ServerResponse};
 use super::{BoxError, Config};
 use crate::ipc::{LocalStream, PeerCredentials};
-use crate::stream::{self, FrameSink, Inbox, Link, SendFlow};
+use crate::stream::{self, CreditSlot, FrameSink, Inbox, Link, SendFlow};
 use crate::transport::{FrameReader, FrameWriter, Parts};
 use crate::wire::{self, Code, envelope, response};
 use crate::{CallContext, Metadata, ServiceInfo};
@@ -145,7 +145,7 @@ struct Driver<R, W, S> {
     /// The request streams of running calls.
     inboxes: HashMap<u64, Inbox>,
     /// The credit of running calls' response streams.
-    credits: HashMap<u64, Arc<SendFlow>>,
+    credits: HashMap<u64, CreditSlot>,
     /// The client's offered service.
     callbacks: Option<crate::PeerClient>,
     /// Requests beyond the concurrency limit, sent before the client knew it.
@@ -344,7 +344,7 @@ where
         }
         let credit = response_window.map(|window| {
             let flow = SendFlow::new(window.max(stream::MIN_WINDOW));
-            self.credits.insert(id, flow.clone());
+            self.credits.insert(id, CreditSlot::new(&flow));
             flow
         });
         let (abort, registration) = AbortHandle::new_pair();
@@ -378,9 +378,7 @@ where
     fn finished(&mut self, id: u64) {
         self.aborts.remove(&id);
         self.inboxes.remove(&id);
-        if let Some(flow) = self.credits.remove(&id) {
-            flow.stop();
-        }
+        self.credits.remove(&id);
     }
 }
 
