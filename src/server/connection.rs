@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::future::{AbortHandle, Abortable};
@@ -19,16 +19,16 @@ use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use prost::Message;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, watch};
-use tracing::Instrument;
 
-use super::catch::CatchUnwind;
+use super::call::{response_frame, run_call, server_request};
 use super::request::{Reply, ServerRequest, ServerResponse};
+use super::streams::{ServerLink, ServerSink, send_response_stream, stop_sending_frame};
 use super::{BoxError, Config};
+use crate::ServiceInfo;
 use crate::ipc::{LocalStream, PeerCredentials};
-use crate::stream::{self, CreditSlot, FrameSink, Inbox, Link, SendFlow};
+use crate::stream::{self, CreditSlot, Inbox, Link, SendFlow};
 use crate::transport::{FrameReader, FrameWriter, Parts};
-use crate::wire::{self, Code, envelope, response};
-use crate::{CallContext, Metadata, ServiceInfo};
+use crate::wire::{self, Code, envelope};
 
 /// How long a client has to send its hello.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -384,185 +384,3 @@ where
 
 /// How many frames the driver reads before it looks at its calls and writes.
 const READ_BUDGET: usize = 64;
-
-/// Sends a handler's response stream within its deadline, turning a panic in it into an
-/// aborted stream.
-async fn send_response_stream(
-    id: u64,
-    items: crate::Streaming<Bytes>,
-    flow: Arc<SendFlow>,
-    mut out: ServerSink,
-    deadline: Option<Instant>,
-    max_frame_len: usize,
-) {
-    let end_tx = out.0.clone();
-    let items = crate::Streaming::from_results(
-        super::catch::CatchUnwindStream {
-            inner: items,
-            done: false,
-        },
-        None,
-    );
-    let send = CatchUnwind(Box::pin(async move {
-        stream::send_stream(id, items, &flow, &mut out, max_frame_len).await;
-    }));
-    let outcome = match deadline {
-        Some(deadline) => tokio::time::timeout_at(deadline.into(), send).await.ok(),
-        None => Some(send.await),
-    };
-    let status = match outcome {
-        Some(Ok(())) => return,
-        Some(Err(panic)) => {
-            tracing::error!(call_id = id, panic = %panic, "response stream panicked");
-            wire::Status::new(Code::Panicked, panic)
-        }
-        None => wire::Status::new(Code::DeadlineExceeded, "deadline exceeded"),
-    };
-    let _ = end_tx.send(stream::end_frame(id, Some(status)));
-}
-
-/// Where a call's stream frames go: the driver, which writes them.
-struct ServerSink(mpsc::UnboundedSender<Parts>);
-
-impl FrameSink for ServerSink {
-    async fn send(&mut self, frame: Parts) -> bool {
-        self.0.send(frame).is_ok()
-    }
-}
-
-/// How a handler's request stream talks back to the client.
-struct ServerLink(mpsc::UnboundedSender<Parts>);
-
-impl Link for ServerLink {
-    fn grant(&self, id: u64, bytes: u32) {
-        let _ = self.0.send(stream::credit_frame(id, bytes));
-    }
-
-    fn abandon(&self, id: u64) {
-        let _ = self.0.send(stop_sending_frame(id));
-    }
-}
-
-fn stop_sending_frame(id: u64) -> Parts {
-    Parts::whole(wire::encode_envelope(envelope::Kind::StopSending(
-        wire::StopSending { call_id: id },
-    )))
-}
-
-pub(crate) fn server_request(
-    req: wire::Request,
-    info: &'static ServiceInfo,
-    peer: Option<PeerCredentials>,
-    peer_addr: Option<SocketAddr>,
-) -> ServerRequest {
-    let deadline = req
-        .timeout_micros
-        .and_then(|us| Instant::now().checked_add(Duration::from_micros(us)));
-    ServerRequest {
-        service: info,
-        method: req.method,
-        payload: req.payload,
-        context: CallContext {
-            call_id: req.call_id,
-            method: info.method_name(req.method).unwrap_or("?"),
-            peer,
-            peer_addr,
-            deadline,
-            trace_id: wire::trace_id(req.trace),
-            metadata: Metadata::from_entries(req.metadata.into_iter().collect()),
-            callbacks: None,
-        },
-        stream: None,
-    }
-}
-
-/// Runs one call through the service stack: its deadline, its context, panics caught.
-pub(crate) async fn run_call<S>(mut svc: S, req: ServerRequest) -> Reply
-where
-    S: tower::Service<ServerRequest, Response = ServerResponse> + Send + 'static,
-    S::Error: Into<BoxError>,
-    S::Future: Send + 'static,
-{
-    let ctx = req.context.clone();
-    let span = tracing::info_span!(
-        "rpc.serve",
-        method = ctx.method,
-        call_id = ctx.call_id,
-        peer_pid = ?ctx.peer.and_then(|p| p.pid()),
-        trace_id = %format_args!("{:032x}", ctx.trace_id),
-    );
-    let deadline = ctx.deadline;
-    let call = ctx.scope(async move {
-        std::future::poll_fn(|cx| svc.poll_ready(cx)).await?;
-        svc.call(req).await
-    });
-    // Entering a span costs even when nothing listens; skip it then.
-    let call: Pin<Box<dyn Future<Output = _> + Send>> = if span.is_disabled() {
-        Box::pin(call)
-    } else {
-        Box::pin(call.instrument(span.clone()))
-    };
-    let call = CatchUnwind(call);
-    let outcome = match deadline {
-        Some(deadline) => tokio::time::timeout_at(deadline.into(), call).await.ok(),
-        None => Some(call.await),
-    };
-    match outcome {
-        None => {
-            tracing::debug!(parent: &span, "deadline exceeded; handler dropped");
-            Reply::Error(wire::Status::new(
-                Code::DeadlineExceeded,
-                "deadline exceeded",
-            ))
-        }
-        Some(Err(panic)) => {
-            tracing::error!(parent: &span, panic = %panic, "handler panicked");
-            Reply::Error(wire::Status::new(Code::Panicked, panic))
-        }
-        Some(Ok(Err(e))) => layer_error(e.into()),
-        Some(Ok(Ok(resp))) => resp.reply,
-    }
-}
-
-/// A tower layer's error, as the client will see it.
-fn layer_error(e: BoxError) -> Reply {
-    let code = if e.is::<tower::timeout::error::Elapsed>() {
-        Code::DeadlineExceeded
-    } else {
-        Code::Internal
-    };
-    Reply::Error(wire::Status::new(code, e.to_string()))
-}
-
-pub(crate) fn response_frame(call_id: u64, reply: Reply, config: &Config) -> Parts {
-    let frame = match reply {
-        Reply::Ok(value) => wire::response_parts(call_id, false, value),
-        Reply::AppError(err) => wire::response_parts(call_id, true, err),
-        Reply::Error(status) => status_frame(call_id, status),
-        Reply::Stream(_) => status_frame(
-            call_id,
-            wire::Status::new(Code::Internal, "a response stream where none was expected"),
-        ),
-    };
-    if frame.len() <= config.max_frame_len {
-        return frame;
-    }
-    let status = wire::Status::new(
-        Code::FrameTooLarge,
-        format!(
-            "response of {} bytes exceeds the limit of {} bytes",
-            frame.len(),
-            config.max_frame_len
-        ),
-    );
-    status_frame(call_id, status)
-}
-
-fn status_frame(call_id: u64, status: wire::Status) -> Parts {
-    Parts::whole(wire::encode_envelope(envelope::Kind::Response(
-        wire::Response {
-            call_id,
-            result: Some(response::Result::Error(status)),
-        },
-    )))
-}

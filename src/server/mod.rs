@@ -1,8 +1,10 @@
 //! The server: accept loop, a task per connection, calls dispatched concurrently under a
 //! per-connection limit, a tower stack around every call, graceful shutdown.
+mod call;
 mod catch;
 mod connection;
 mod request;
+mod streams;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,7 +13,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tower::layer::util::{Identity, Stack};
 
-pub(crate) use connection::{response_frame, run_call, server_request};
+pub(crate) use call::{response_frame, run_call, server_request};
 pub(crate) use request::Reply;
 pub use request::{ServerRequest, ServerResponse};
 

@@ -3,31 +3,34 @@
 //! waiting for them.
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use std::time::Instant;
 
 use bytes::Bytes;
-use futures_util::StreamExt;
-use futures_util::future::{AbortHandle, Abortable};
-use prost::Message;
+use futures_util::future::AbortHandle;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot, watch};
 
 use super::CallResponse;
 use super::writer::{PumpGuard, SharedWriter, pump_later};
 use crate::ipc::PeerCredentials;
-use crate::server::{BoxError, ServerRequest, ServerResponse};
-use crate::stream::{self, CreditSlot, FrameSink, Inbox, Link, SendFlow};
+use crate::stream::{self, CreditSlot, Inbox, Link, SendFlow};
 use crate::transport::{FrameError, FrameReader, Parts};
-use crate::wire::{self, envelope, response};
+use crate::wire::{self, envelope};
 use crate::{Error, RefuseReason, ServiceInfo, Streaming};
 
-type Reply = Result<CallResponse, Error>;
+mod callbacks;
+mod read;
+mod streams;
 
-/// How many calls back a client runs at once; more are refused.
-const MAX_CALLBACKS: usize = 1024;
+pub(crate) use callbacks::Offered;
+use read::read_until_dropped;
+pub(crate) use streams::ClientSink;
+use streams::ConnLink;
+
+type Reply = Result<CallResponse, Error>;
 
 /// How long the server has to answer the hello.
 pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -186,52 +189,6 @@ impl Connection {
 
     pub(crate) fn server_pid(&self) -> Option<u32> {
         self.server.and_then(|s| s.pid())
-    }
-
-    /// Serves a call back from the server with the offered service, on a task of its own.
-    fn on_callback(self: &Arc<Self>, req: wire::Request) {
-        let id = req.call_id;
-        let refusal = match &self.offered {
-            None => Some((
-                wire::Code::UnknownMethod,
-                "this client offers no service to call back".to_owned(),
-            )),
-            Some(_) if self.callbacks.lock().unwrap().len() >= MAX_CALLBACKS => Some((
-                wire::Code::Refused,
-                format!("this client runs at most {MAX_CALLBACKS} calls back at once"),
-            )),
-            Some(_) => None,
-        };
-        let (Some(offered), None) = (&self.offered, refusal.as_ref()) else {
-            let (code, message) = refusal.expect("refused");
-            let status = wire::Status::new(code, message);
-            let reply = crate::server::Reply::Error(status);
-            let frame = crate::server::response_frame(id, reply, &self.callback_config);
-            self.write_later(frame);
-            return;
-        };
-        let mut request = crate::server::server_request(req, offered.info, self.server, None);
-        request.context.peer = self.server;
-        let call = crate::server::run_call(offered.svc.clone(), request);
-        let (abort, registration) = AbortHandle::new_pair();
-        self.callbacks.lock().unwrap().insert(id, abort);
-        let conn = Arc::downgrade(self);
-        tokio::spawn(async move {
-            let reply = Abortable::new(call, registration).await;
-            let Some(conn) = conn.upgrade() else { return };
-            conn.callbacks.lock().unwrap().remove(&id);
-            if let Ok(reply) = reply {
-                let frame = crate::server::response_frame(id, reply, &conn.callback_config);
-                conn.write_later(frame);
-            }
-        });
-    }
-
-    /// The server dropped a call back: drop its handler.
-    fn cancel_callback(&self, id: u64) {
-        if let Some(abort) = self.callbacks.lock().unwrap().remove(&id) {
-            abort.abort();
-        }
     }
 
     /// Whether new calls should go elsewhere (closed, or the server said it is going away).
@@ -402,72 +359,6 @@ impl Connection {
         }
     }
 
-    /// Routes a frame of a call's stream.
-    fn on_stream_frame(self: &Arc<Self>, kind: envelope::Kind) {
-        let mut pending = self.pending.lock().unwrap();
-        match kind {
-            envelope::Kind::StreamItem(item) => {
-                let id = item.call_id;
-                let admitted = match pending.calls.get(&id).and_then(|w| w.inbox.as_ref()) {
-                    Some(inbox) if inbox.admits(&item.items) => {
-                        inbox.items(item.items);
-                        true
-                    }
-                    Some(_) => false,
-                    None => true, // a call that is over
-                };
-                if !admitted {
-                    tracing::debug!(call_id = id, "server sent beyond its credit");
-                    let waiter = pending.calls.remove(&id);
-                    drop(pending);
-                    if let Some(waiter) = waiter {
-                        waiter.fail(Error::Protocol(
-                            "the server sent more than its credit allowed".into(),
-                        ));
-                    }
-                    let cancel = wire::Cancel { call_id: id };
-                    self.write_later(Parts::whole(wire::encode_envelope(envelope::Kind::Cancel(
-                        cancel,
-                    ))));
-                }
-            }
-            envelope::Kind::StreamEnd(end) => {
-                // The response stream is over, and with it the call.
-                if let Some(waiter) = pending.calls.remove(&end.call_id) {
-                    drop(pending);
-                    match (waiter.inbox, waiter.reply) {
-                        (Some(inbox), _) => inbox.end(end.error.map(wire::status_error)),
-                        (None, Some(tx)) => {
-                            let _ = tx.send(Err(Error::Protocol(
-                                "a stream end for a method that returns no stream".into(),
-                            )));
-                        }
-                        (None, None) => {}
-                    }
-                }
-            }
-            envelope::Kind::Credit(credit) => {
-                if let Some(flow) = pending
-                    .calls
-                    .get(&credit.call_id)
-                    .and_then(|w| w.credit.as_ref())
-                {
-                    flow.grant(credit.bytes);
-                }
-            }
-            envelope::Kind::StopSending(stop) => {
-                if let Some(flow) = pending
-                    .calls
-                    .get(&stop.call_id)
-                    .and_then(|w| w.credit.as_ref())
-                {
-                    flow.stop();
-                }
-            }
-            _ => {}
-        }
-    }
-
     /// Applies the server's limit on calls in flight.
     fn set_call_limit(&self, limit: u32) {
         let limit = limit as usize;
@@ -508,161 +399,6 @@ impl Connection {
             waiter.fail(why.error());
         }
         for (_, abort) in self.callbacks.lock().unwrap().drain() {
-            abort.abort();
-        }
-    }
-}
-
-/// Reads the server's answer to the hello: its call limit if the connection may go on.
-async fn read_hello_reply<R: AsyncRead + Unpin>(
-    reader: &mut FrameReader<R>,
-) -> Result<u32, Closed> {
-    let frame = match tokio::time::timeout(HANDSHAKE_TIMEOUT, reader.next()).await {
-        Err(_) => {
-            return Err(Closed::Lost(
-                "the server did not answer the handshake".into(),
-            ));
-        }
-        Ok(None) => {
-            return Err(Closed::Lost(
-                "the server closed the connection during the handshake".into(),
-            ));
-        }
-        Ok(Some(Err(e))) => return Err(Closed::Lost(e.to_string().into())),
-        Ok(Some(Ok(frame))) => frame,
-    };
-    match wire::HelloReply::decode(frame) {
-        Err(e) => Err(Closed::Lost(
-            format!("handshake reply does not decode: {e}").into(),
-        )),
-        Ok(wire::HelloReply {
-            refusal: Some(refusal),
-            ..
-        }) => Err(Closed::Refused(
-            wire::refuse_reason(refusal.reason),
-            refusal.message.into(),
-        )),
-        Ok(reply) => Ok(reply.max_concurrent_calls),
-    }
-}
-
-async fn read_until_dropped<R: AsyncRead + Unpin>(
-    reader: FrameReader<R>,
-    conn: Weak<Connection>,
-    dropped: oneshot::Receiver<()>,
-) {
-    tokio::select! {
-        biased;
-        () = read_loop(reader, conn) => {}
-        _ = dropped => tracing::trace!("every client handle is gone; closing the connection"),
-    }
-}
-
-async fn read_loop<R: AsyncRead + Unpin>(mut reader: FrameReader<R>, conn: Weak<Connection>) {
-    let limit = match read_hello_reply(&mut reader).await {
-        Ok(limit) => limit,
-        Err(why) => {
-            tracing::debug!(reason = ?why, "handshake failed");
-            if let Some(conn) = conn.upgrade() {
-                conn.close(why);
-            }
-            return;
-        }
-    };
-    match conn.upgrade() {
-        Some(conn) => {
-            conn.set_call_limit(limit);
-            conn.handshake.send_replace(Handshake::Accepted)
-        }
-        None => return,
-    };
-    let why = loop {
-        let next = reader.next().await;
-        // Once every client handle is gone, nobody waits for anything.
-        let Some(conn) = conn.upgrade() else { return };
-        let frame = match next {
-            Some(Ok(frame)) => frame,
-            Some(Err(e)) => break Closed::Lost(e.to_string().into()),
-            None if conn.going_away.load(Ordering::Acquire) => break Closed::ShutDown,
-            None => break Closed::Lost("the server closed the connection".into()),
-        };
-        let kind = match wire::Envelope::decode(frame) {
-            Ok(wire::Envelope { kind: Some(kind) }) => kind,
-            Ok(_) => continue, // an empty envelope carries nothing
-            Err(e) => {
-                break Closed::Lost(format!("undecodable envelope from the server: {e}").into());
-            }
-        };
-        match kind {
-            envelope::Kind::Response(resp) => {
-                let reply = match resp.result {
-                    Some(response::Result::Ok(value)) => Ok(CallResponse::Ok(value)),
-                    Some(response::Result::AppError(err)) => Ok(CallResponse::AppError(err)),
-                    Some(response::Result::Error(status)) => Err(wire::status_error(status)),
-                    None => Err(Error::Protocol("response without a result".into())),
-                };
-                conn.complete(resp.call_id, reply);
-            }
-            envelope::Kind::GoAway(_) => {
-                tracing::debug!("server is going away");
-                conn.going_away.store(true, Ordering::Release);
-            }
-            envelope::Kind::Request(req) => conn.on_callback(req),
-            envelope::Kind::Cancel(cancel) => conn.cancel_callback(cancel.call_id),
-            kind => conn.on_stream_frame(kind),
-        }
-    };
-    tracing::debug!(reason = ?why, "client connection closed");
-    if let Some(conn) = conn.upgrade() {
-        conn.close(why);
-    }
-}
-
-/// The connection as the receiver of a response stream talks back through it.
-struct ConnLink(Arc<Connection>);
-
-impl Link for ConnLink {
-    fn grant(&self, id: u64, bytes: u32) {
-        self.0.write_later(stream::credit_frame(id, bytes));
-    }
-
-    fn abandon(&self, id: u64) {
-        self.0.cancel(id);
-    }
-}
-
-/// Where a request stream's items go: the connection's shared writer.
-pub(crate) struct ClientSink(pub(crate) Arc<Connection>);
-
-impl FrameSink for ClientSink {
-    async fn send(&mut self, frame: Parts) -> bool {
-        if self.0.pending.lock().unwrap().closed.is_some() {
-            return false;
-        }
-        self.0.write(frame).await;
-        true
-    }
-}
-
-/// A service a client offers on its connection for the server to call back.
-#[derive(Clone)]
-pub(crate) struct Offered {
-    pub(crate) info: &'static ServiceInfo,
-    pub(crate) svc: tower::util::BoxCloneSyncService<ServerRequest, ServerResponse, BoxError>,
-}
-
-impl std::fmt::Debug for Offered {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Offered")
-            .field("service", &self.info.name())
-            .finish_non_exhaustive()
-    }
-}
-
-impl Drop for Connection {
-    /// Calls back still running have nobody to answer to.
-    fn drop(&mut self) {
-        for (_, abort) in self.callbacks.get_mut().unwrap().drain() {
             abort.abort();
         }
     }

@@ -1,0 +1,77 @@
+//! The streams of a connection's calls on the server: sending a handler's response stream,
+//! and the way a handler's request stream talks back to the client.
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+use super::catch::CatchUnwind;
+use crate::stream::{self, FrameSink, Link, SendFlow};
+use crate::transport::Parts;
+use crate::wire::{self, Code, envelope};
+
+/// Sends a handler's response stream within its deadline, turning a panic in it into an
+/// aborted stream.
+pub(super) async fn send_response_stream(
+    id: u64,
+    items: crate::Streaming<Bytes>,
+    flow: Arc<SendFlow>,
+    mut out: ServerSink,
+    deadline: Option<Instant>,
+    max_frame_len: usize,
+) {
+    let end_tx = out.0.clone();
+    let items = crate::Streaming::from_results(
+        super::catch::CatchUnwindStream {
+            inner: items,
+            done: false,
+        },
+        None,
+    );
+    let send = CatchUnwind(Box::pin(async move {
+        stream::send_stream(id, items, &flow, &mut out, max_frame_len).await;
+    }));
+    let outcome = match deadline {
+        Some(deadline) => tokio::time::timeout_at(deadline.into(), send).await.ok(),
+        None => Some(send.await),
+    };
+    let status = match outcome {
+        Some(Ok(())) => return,
+        Some(Err(panic)) => {
+            tracing::error!(call_id = id, panic = %panic, "response stream panicked");
+            wire::Status::new(Code::Panicked, panic)
+        }
+        None => wire::Status::new(Code::DeadlineExceeded, "deadline exceeded"),
+    };
+    let _ = end_tx.send(stream::end_frame(id, Some(status)));
+}
+
+/// Where a call's stream frames go: the driver, which writes them.
+pub(super) struct ServerSink(pub(super) mpsc::UnboundedSender<Parts>);
+
+impl FrameSink for ServerSink {
+    async fn send(&mut self, frame: Parts) -> bool {
+        self.0.send(frame).is_ok()
+    }
+}
+
+/// How a handler's request stream talks back to the client.
+pub(super) struct ServerLink(pub(super) mpsc::UnboundedSender<Parts>);
+
+impl Link for ServerLink {
+    fn grant(&self, id: u64, bytes: u32) {
+        let _ = self.0.send(stream::credit_frame(id, bytes));
+    }
+
+    fn abandon(&self, id: u64) {
+        let _ = self.0.send(stop_sending_frame(id));
+    }
+}
+
+/// Tells the client to stop sending call `id`'s request stream.
+pub(super) fn stop_sending_frame(id: u64) -> Parts {
+    Parts::whole(wire::encode_envelope(envelope::Kind::StopSending(
+        wire::StopSending { call_id: id },
+    )))
+}

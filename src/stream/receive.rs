@@ -1,0 +1,284 @@
+//! The receiving side of a stream: the connection puts items in an [`Inbox`]; the consumer
+//! takes them from the [`Streaming`] it is paired with, which grants credit back.
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+use futures_core::Stream;
+use tokio::sync::mpsc;
+
+use super::{Streaming, cost};
+use crate::Error;
+use crate::transport::Parts;
+use crate::wire::{self, envelope};
+
+/// What the receiver of a stream hears from the connection.
+#[derive(Debug)]
+pub(crate) enum Event {
+    /// Items, in order.
+    Items(Vec<Bytes>),
+    /// The end; an error if the stream was aborted.
+    End(Option<Error>),
+}
+
+/// The receive side's accounting: bytes buffered and the window.
+#[derive(Debug)]
+pub(crate) struct RecvFlow {
+    buffered: AtomicUsize,
+    window: u32,
+}
+
+impl RecvFlow {
+    /// Bytes received and not yet taken.
+    pub(crate) fn buffered(&self) -> usize {
+        self.buffered.load(Ordering::Relaxed)
+    }
+}
+
+/// How the receiver of a stream talks back to the sender.
+pub(crate) trait Link: Send + Sync + 'static {
+    /// Grants the sender `bytes` more credit.
+    fn grant(&self, id: u64, bytes: u32);
+    /// The receiver dropped the stream before its end.
+    fn abandon(&self, id: u64);
+}
+
+/// The connection's end of a stream being received: where its frames go.
+#[derive(Debug)]
+pub(crate) struct Inbox {
+    tx: mpsc::UnboundedSender<Event>,
+    flow: Arc<RecvFlow>,
+}
+
+impl Inbox {
+    /// Whether a sender that keeps to its credit could have sent `items` now: they fit in
+    /// the window with what is buffered, or a single item comes alone.
+    pub(crate) fn admits(&self, items: &[Bytes]) -> bool {
+        let buffered = self.flow.buffered.load(Ordering::Relaxed);
+        let cost: usize = items.iter().map(cost).sum();
+        (buffered == 0 && items.len() <= 1) || buffered + cost <= self.flow.window as usize
+    }
+
+    pub(crate) fn items(&self, items: Vec<Bytes>) {
+        let cost: usize = items.iter().map(cost).sum();
+        self.flow.buffered.fetch_add(cost, Ordering::Relaxed);
+        let _ = self.tx.send(Event::Items(items));
+    }
+
+    #[cfg(test)]
+    fn item(&self, item: Bytes) {
+        self.items(vec![item]);
+    }
+
+    pub(crate) fn end(self, error: Option<Error>) {
+        let _ = self.tx.send(Event::End(error));
+    }
+}
+
+/// A stream being received, with its inbox; `deadline` aborts it with `DeadlineExceeded`.
+pub(crate) fn incoming(
+    id: u64,
+    window: u32,
+    link: Arc<dyn Link>,
+    deadline: Option<Instant>,
+) -> (Inbox, Streaming<Bytes>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let flow = Arc::new(RecvFlow {
+        buffered: AtomicUsize::new(0),
+        window,
+    });
+    let stream = Incoming {
+        id,
+        rx,
+        batch: Vec::new().into_iter(),
+        flow: flow.clone(),
+        link: Some(link),
+        unreported: 0,
+        deadline: deadline.map(|d| Box::pin(tokio::time::sleep_until(d.into()))),
+        done: false,
+    };
+    (
+        Inbox {
+            tx,
+            flow: flow.clone(),
+        },
+        Streaming::from_results(stream, Some(flow)),
+    )
+}
+
+struct Incoming {
+    id: u64,
+    rx: mpsc::UnboundedReceiver<Event>,
+    /// The rest of the last batch received.
+    batch: std::vec::IntoIter<Bytes>,
+    flow: Arc<RecvFlow>,
+    /// Let go of once the stream is over, so that a finished stream does not keep the
+    /// connection open.
+    link: Option<Arc<dyn Link>>,
+    /// Bytes taken since the last grant.
+    unreported: usize,
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+    done: bool,
+}
+
+impl Stream for Incoming {
+    type Item = Result<Bytes, Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if let Some(item) = self.batch.next() {
+            return Poll::Ready(Some(Ok(self.take(item))));
+        }
+        if self.done {
+            return Poll::Ready(None);
+        }
+        let event = match self.rx.poll_recv(cx) {
+            Poll::Ready(event) => event,
+            Poll::Pending => {
+                // Caught up: give back whatever was taken, so that a sender waiting to send
+                // an item larger than its credit left is not stuck below the half-window mark.
+                if self.unreported > 0 {
+                    let grant = u32::try_from(self.unreported).unwrap_or(u32::MAX);
+                    self.unreported = 0;
+                    if let Some(link) = &self.link {
+                        link.grant(self.id, grant);
+                    }
+                }
+                if let Some(deadline) = &mut self.deadline
+                    && deadline.as_mut().poll(cx).is_ready()
+                {
+                    self.finish();
+                    if let Some(link) = self.link.take() {
+                        link.abandon(self.id);
+                    }
+                    return Poll::Ready(Some(Err(Error::DeadlineExceeded)));
+                }
+                return Poll::Pending;
+            }
+        };
+        match event {
+            Some(Event::Items(items)) => {
+                self.batch = items.into_iter();
+                match self.batch.next() {
+                    Some(item) => Poll::Ready(Some(Ok(self.take(item)))),
+                    None => {
+                        cx.waker().wake_by_ref();
+                        Poll::Pending
+                    }
+                }
+            }
+            Some(Event::End(error)) => {
+                self.finish();
+                Poll::Ready(error.map(Err))
+            }
+            // The connection's side went away without an end: the call is over.
+            None => {
+                self.finish();
+                Poll::Ready(Some(Err(Error::Cancelled)))
+            }
+        }
+    }
+}
+
+impl Incoming {
+    /// Accounts for an item the consumer takes, granting credit back every half window.
+    fn take(&mut self, item: Bytes) -> Bytes {
+        let cost = cost(&item);
+        self.flow.buffered.fetch_sub(cost, Ordering::Relaxed);
+        self.unreported += cost;
+        if self.unreported >= (self.flow.window / 2) as usize {
+            let grant = u32::try_from(self.unreported).unwrap_or(u32::MAX);
+            self.unreported = 0;
+            if let Some(link) = &self.link {
+                link.grant(self.id, grant);
+            }
+        }
+        item
+    }
+
+    /// The stream is over: nothing more to tell the sender.
+    fn finish(&mut self) {
+        self.done = true;
+        self.link = None;
+        self.deadline = None;
+    }
+}
+
+impl Drop for Incoming {
+    fn drop(&mut self) {
+        if let Some(link) = self.link.take() {
+            link.abandon(self.id);
+        }
+    }
+}
+
+/// The frame that grants the sender of call `id`'s stream `bytes` more credit.
+pub(crate) fn credit_frame(id: u64, bytes: u32) -> Parts {
+    Parts::whole(wire::encode_envelope(envelope::Kind::Credit(
+        wire::Credit { call_id: id, bytes },
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::StreamExt;
+    use std::sync::Mutex;
+
+    #[derive(Default)]
+    struct Recorder {
+        grants: Mutex<Vec<u32>>,
+        abandoned: Mutex<Vec<u64>>,
+    }
+
+    impl Link for Recorder {
+        fn grant(&self, _id: u64, bytes: u32) {
+            self.grants.lock().unwrap().push(bytes);
+        }
+        fn abandon(&self, id: u64) {
+            self.abandoned.lock().unwrap().push(id);
+        }
+    }
+
+    #[tokio::test]
+    async fn credit_returns_as_items_are_taken_and_buffered_bytes_are_counted() {
+        let link = Arc::new(Recorder::default());
+        let (inbox, mut stream) = incoming(7, 64, link.clone(), None);
+        for _ in 0..4 {
+            inbox.item(Bytes::from_static(&[1; 8])); // 24 each
+        }
+        assert_eq!(stream.buffered_bytes(), 96);
+        stream.next().await.unwrap().unwrap();
+        assert_eq!(stream.buffered_bytes(), 72);
+        assert!(
+            link.grants.lock().unwrap().is_empty(),
+            "24 < half the window"
+        );
+        stream.next().await.unwrap().unwrap();
+        assert_eq!(*link.grants.lock().unwrap(), [48]);
+        inbox.end(Some(Error::DeadlineExceeded));
+        stream.next().await.unwrap().unwrap();
+        stream.next().await.unwrap().unwrap();
+        assert!(matches!(
+            stream.next().await,
+            Some(Err(Error::DeadlineExceeded))
+        ));
+        assert!(stream.next().await.is_none());
+        drop(stream);
+        assert!(link.abandoned.lock().unwrap().is_empty(), "it had ended");
+    }
+
+    #[tokio::test]
+    async fn dropping_before_the_end_abandons_and_a_vanished_inbox_is_an_abort() {
+        let link = Arc::new(Recorder::default());
+        let (inbox, stream) = incoming(3, 1024, link.clone(), None);
+        drop(stream);
+        assert_eq!(*link.abandoned.lock().unwrap(), [3]);
+        drop(inbox);
+        let (inbox, mut stream) = incoming(4, 1024, link.clone(), None);
+        drop(inbox);
+        assert!(matches!(stream.next().await, Some(Err(Error::Cancelled))));
+    }
+}
