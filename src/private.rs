@@ -72,14 +72,43 @@ fn with_stream<U: Serialize + 'static>(mut req: CallRequest, items: Streaming<U>
     req
 }
 
-/// Encodes each item of a stream about to be sent.
+/// Encodes each item of a stream about to be sent (straight into the frame that carries it,
+/// when the connection sends it).
 pub fn encode_stream<T: Serialize + 'static>(items: Streaming<T>) -> Streaming<Bytes> {
-    items.map_items(|item| encode(&item).map_err(Error::from))
+    Streaming::encoded(Box::new(Encoder(items)))
 }
 
-/// Decodes each item of a stream received.
+/// Decodes each item of a stream received (where it lies in the frame that carried it).
 pub fn decode_stream<T: DeserializeOwned + 'static>(items: Streaming<Bytes>) -> Streaming<T> {
-    items.map_items(|item| decoding_from(&item, || decode(&item)).map_err(Error::from))
+    items.decode_with(
+        |body, range| {
+            let item = &body[range];
+            decoding_from(body, || decode(item)).map_err(Error::from)
+        },
+        |item| decoding_from(&item, || decode(&item)).map_err(Error::from),
+    )
+}
+
+/// The typed items of a stream, encoded as they are taken.
+struct Encoder<T>(Streaming<T>);
+
+impl<T: Serialize + 'static> crate::stream::EncodeItems<Bytes> for Encoder<T> {
+    fn poll_item(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, Error>>> {
+        let mut buf = BytesMut::new();
+        self.poll_encode(cx, &mut buf)
+            .map(|item| item.map(|item| item.map(|()| buf.freeze())))
+    }
+
+    fn poll_encode(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut BytesMut,
+    ) -> Poll<Option<Result<(), Error>>> {
+        use futures_util::StreamExt;
+        self.0
+            .poll_next_unpin(cx)
+            .map(|item| item.map(|item| item.and_then(|item| Ok(encode_into(&item, buf)?))))
+    }
 }
 
 /// The value of a method that takes a stream and returns a single result.

@@ -18,42 +18,13 @@ impl<F: Future + ?Sized> Future for CatchUnwind<F> {
     }
 }
 
-fn panic_message(payload: &(dyn Any + Send)) -> String {
+/// The message of a panic, for the error that reports it.
+pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {
         (*s).to_owned()
     } else if let Some(s) = payload.downcast_ref::<String>() {
         s.clone()
     } else {
         "a non-string panic payload".to_owned()
-    }
-}
-
-/// A stream whose panic becomes its last item, `Err(Error::ServerPanicked)`: the items it
-/// produced before still go out.
-pub(crate) struct CatchUnwindStream<S> {
-    pub(crate) inner: S,
-    pub(crate) done: bool,
-}
-
-impl<T, S> futures_core::Stream for CatchUnwindStream<S>
-where
-    S: futures_core::Stream<Item = Result<T, crate::Error>> + Unpin,
-{
-    type Item = Result<T, crate::Error>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        if self.done {
-            return Poll::Ready(None);
-        }
-        let this = &mut *self;
-        match catch_unwind(AssertUnwindSafe(|| Pin::new(&mut this.inner).poll_next(cx))) {
-            Ok(poll) => poll,
-            Err(payload) => {
-                this.done = true;
-                let message = panic_message(payload.as_ref());
-                tracing::error!(panic = %message, "response stream panicked");
-                Poll::Ready(Some(Err(crate::Error::ServerPanicked { message })))
-            }
-        }
     }
 }

@@ -251,6 +251,17 @@ where
 
     /// Handles one frame; `false` ends the connection.
     fn on_frame(&mut self, frame: Bytes) -> bool {
+        if let Some(items) = wire::stream_items(&frame) {
+            match items {
+                Ok((id, items)) => self.on_items(id, items),
+                Err(e) => {
+                    let error = crate::Error::Protocol(format!("undecodable stream items: {e}"));
+                    self.config.connection_error(&error, self.peer);
+                    return false;
+                }
+            }
+            return true;
+        }
         let kind = match wire::Envelope::decode(frame) {
             Ok(wire::Envelope { kind: Some(kind) }) => kind,
             Ok(_) => return true,
@@ -292,19 +303,7 @@ where
                 self.waiting.retain(|r| r.call_id != id);
             }
             envelope::Kind::StreamItem(item) => {
-                let id = item.call_id;
-                if let Some(inbox) = self.inboxes.get(&id) {
-                    if inbox.admits(&item.items) {
-                        inbox.items(item.items);
-                    } else {
-                        tracing::debug!(call_id = id, "client sent beyond its credit");
-                        let inbox = self.inboxes.remove(&id).expect("just found");
-                        inbox.end(Some(crate::Error::Protocol(
-                            "the client sent more than its credit allowed".into(),
-                        )));
-                        self.respond(stop_sending_frame(id));
-                    }
-                }
+                self.on_items(item.call_id, wire::ItemBatch::of(&item.items));
             }
             envelope::Kind::StreamEnd(end) => {
                 if let Some(inbox) = self.inboxes.remove(&end.call_id) {
@@ -325,6 +324,23 @@ where
             }
         }
         true
+    }
+
+    /// Routes a frame of items of a call's request stream.
+    fn on_items(&mut self, id: u64, items: wire::ItemBatch) {
+        let Some(inbox) = self.inboxes.get(&id) else {
+            return; // a call that is over
+        };
+        if inbox.admits(&items) {
+            inbox.items(items);
+        } else {
+            tracing::debug!(call_id = id, "client sent beyond its credit");
+            let inbox = self.inboxes.remove(&id).expect("just found");
+            inbox.end(Some(crate::Error::Protocol(
+                "the client sent more than its credit allowed".into(),
+            )));
+            self.respond(stop_sending_frame(id));
+        }
     }
 
     /// Starts a call: its request stream's inbox, its response stream's credit, its future.

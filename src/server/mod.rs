@@ -2,6 +2,7 @@
 //! per-connection limit, a tower stack around every call, graceful shutdown.
 mod call;
 mod catch;
+pub(crate) use catch::panic_message;
 mod connection;
 mod request;
 mod streams;

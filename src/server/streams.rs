@@ -6,13 +6,12 @@ use std::time::Instant;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use super::catch::CatchUnwind;
 use crate::stream::{self, FrameSink, Link, SendFlow};
 use crate::transport::Parts;
 use crate::wire::{self, Code, envelope};
 
-/// Sends a handler's response stream within its deadline, turning a panic in it into an
-/// aborted stream.
+/// Sends a handler's response stream within its deadline (a panic in it ends it as
+/// [`Code::Panicked`]).
 pub(super) async fn send_response_stream(
     id: u64,
     items: crate::Streaming<Bytes>,
@@ -22,29 +21,18 @@ pub(super) async fn send_response_stream(
     max_frame_len: usize,
 ) {
     let end_tx = out.0.clone();
-    let items = crate::Streaming::from_results(
-        super::catch::CatchUnwindStream {
-            inner: items,
-            done: false,
-        },
-        None,
-    );
-    let send = CatchUnwind(Box::pin(async move {
-        stream::send_stream(id, items, &flow, &mut out, max_frame_len).await;
-    }));
-    let outcome = match deadline {
-        Some(deadline) => tokio::time::timeout_at(deadline.into(), send).await.ok(),
-        None => Some(send.await),
-    };
-    let status = match outcome {
-        Some(Ok(())) => return,
-        Some(Err(panic)) => {
-            tracing::error!(call_id = id, panic = %panic, "response stream panicked");
-            wire::Status::new(Code::Panicked, panic)
+    let send = stream::send_stream(id, items, &flow, &mut out, max_frame_len);
+    if let Some(deadline) = deadline {
+        if tokio::time::timeout_at(deadline.into(), send)
+            .await
+            .is_err()
+        {
+            let status = wire::Status::new(Code::DeadlineExceeded, "deadline exceeded");
+            let _ = end_tx.send(stream::end_frame(id, Some(status)));
         }
-        None => wire::Status::new(Code::DeadlineExceeded, "deadline exceeded"),
-    };
-    let _ = end_tx.send(stream::end_frame(id, Some(status)));
+    } else {
+        send.await;
+    }
 }
 
 /// Where a call's stream frames go: the driver, which writes them.

@@ -10,11 +10,12 @@
 //! stalls only its own stream: other calls and streams on the connection go on, and what the
 //! stalled stream buffers stays within its window.
 use std::fmt;
+use std::ops::Range;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures_core::Stream;
 
 use crate::Error;
@@ -86,9 +87,39 @@ pub(crate) const MIN_WINDOW: u32 = 64;
 /// `examples/streaming.rs` runs a download with progress and a log tail across two
 /// processes.
 pub struct Streaming<T> {
-    inner: Pin<Box<dyn Stream<Item = Result<T, Error>> + Send>>,
+    source: Source<T>,
     /// The receive side's accounting, for streams that come from the peer.
     flow: Option<Arc<RecvFlow>>,
+}
+
+/// Where a stream's items come from.
+enum Source<T> {
+    /// A stream made on this side.
+    Local(Pin<Box<dyn Stream<Item = Result<T, Error>> + Send>>),
+    /// Items from the peer, decoded as they are taken.
+    Remote {
+        incoming: Box<Incoming>,
+        decode: Decode<T>,
+        /// Kept alive as long as the stream.
+        guard: Option<Box<dyn Send>>,
+    },
+    /// Items of another type, encoded as they are taken.
+    Encoded(Box<dyn EncodeItems<T>>),
+}
+
+/// Decodes an item received: the bytes it lies in, and where.
+pub(crate) type Decode<T> = fn(&Bytes, Range<usize>) -> Result<T, Error>;
+
+/// A source of items that can also encode them straight into a sender's buffer.
+pub(crate) trait EncodeItems<T>: Send {
+    /// The next item, encoded on its own.
+    fn poll_item(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<T, Error>>>;
+    /// Appends the next item's encoding to `buf`; `buf` is as it was unless `Ok`.
+    fn poll_encode(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut BytesMut,
+    ) -> Poll<Option<Result<(), Error>>>;
 }
 
 impl<T> Streaming<T> {
@@ -101,10 +132,7 @@ impl<T> Streaming<T> {
         T: 'static,
     {
         use futures_util::StreamExt;
-        Streaming {
-            inner: Box::pin(items.map(Ok)),
-            flow: None,
-        }
+        Streaming::from_results(items.map(Ok), None)
     }
 
     /// A stream that sends the items of an iterator.
@@ -152,20 +180,33 @@ impl<T> Streaming<T> {
         S: Stream<Item = Result<T, Error>> + Send + 'static,
     {
         Streaming {
-            inner: Box::pin(items),
+            source: Source::Local(Box::pin(items)),
             flow,
         }
     }
 
+    pub(crate) fn encoded(items: Box<dyn EncodeItems<T>>) -> Self {
+        Streaming {
+            source: Source::Encoded(items),
+            flow: None,
+        }
+    }
+
     /// Keeps `guard` alive as long as the stream.
-    pub(crate) fn keep<G: Send + 'static>(self, guard: G) -> Self
+    pub(crate) fn keep<G: Send + 'static>(mut self, guard: G) -> Self
     where
         T: 'static,
     {
-        self.map_items(move |item| {
-            let _ = &guard;
-            Ok(item)
-        })
+        match &mut self.source {
+            Source::Remote { guard: slot, .. } if slot.is_none() => {
+                *slot = Some(Box::new(guard));
+                self
+            }
+            _ => self.map_items(move |item| {
+                let _ = &guard;
+                Ok(item)
+            }),
+        }
     }
 
     /// Maps every item, keeping the receive accounting.
@@ -177,9 +218,53 @@ impl<T> Streaming<T> {
         T: 'static,
     {
         use futures_util::StreamExt;
-        Streaming {
-            inner: Box::pin(self.inner.map(move |item| item.and_then(&mut f))),
-            flow: self.flow,
+        let flow = self.flow.clone();
+        Streaming::from_results(self.map(move |item| item.and_then(&mut f)), flow)
+    }
+}
+
+impl Streaming<Bytes> {
+    /// The same items, decoded with `decode` (from items received as bytes).
+    pub(crate) fn decode_with<U: 'static>(
+        self,
+        decode: Decode<U>,
+        mut slow: impl FnMut(Bytes) -> Result<U, Error> + Send + 'static,
+    ) -> Streaming<U> {
+        match self.source {
+            Source::Remote {
+                incoming, guard, ..
+            } => Streaming {
+                source: Source::Remote {
+                    incoming,
+                    decode,
+                    guard,
+                },
+                flow: self.flow,
+            },
+            source => Streaming {
+                source,
+                flow: self.flow,
+            }
+            .map_items(move |item| slow(item)),
+        }
+    }
+
+    /// Appends the next item's encoding to `buf` (the sender's frame): typed items are
+    /// encoded in place, without a buffer of their own.
+    pub(crate) fn poll_encode(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut BytesMut,
+    ) -> Poll<Option<Result<(), Error>>> {
+        match &mut self.source {
+            Source::Encoded(items) => items.poll_encode(cx, buf),
+            _ => Pin::new(self).poll_next(cx).map(|item| {
+                item.map(|item| {
+                    item.map(|bytes| {
+                        buf.extend_from_slice(&bytes);
+                    })
+                })
+            }),
         }
     }
 }
@@ -188,7 +273,13 @@ impl<T> Stream for Streaming<T> {
     type Item = Result<T, Error>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.inner.as_mut().poll_next(cx)
+        match &mut self.source {
+            Source::Local(items) => items.as_mut().poll_next(cx),
+            Source::Remote {
+                incoming, decode, ..
+            } => incoming.poll_item(cx, *decode),
+            Source::Encoded(items) => items.poll_item(cx),
+        }
     }
 }
 
@@ -201,13 +292,14 @@ impl<T> fmt::Debug for Streaming<T> {
     }
 }
 
-/// What an item costs against a window.
-pub(crate) fn cost(item: &Bytes) -> usize {
-    item.len() + ITEM_OVERHEAD
+/// What an item of `len` encoded bytes costs against a window.
+pub(crate) fn cost(len: usize) -> usize {
+    len + ITEM_OVERHEAD
 }
 
 mod receive;
 mod send;
 
+use receive::Incoming;
 pub(crate) use receive::{Inbox, Link, RecvFlow, credit_frame, incoming};
 pub(crate) use send::{CreditSlot, FrameSink, SendFlow, end_frame, send_stream};

@@ -7,19 +7,18 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use bytes::Bytes;
-use futures_core::Stream;
 use tokio::sync::mpsc;
 
-use super::{Streaming, cost};
+use super::{Decode, ITEM_OVERHEAD, Source, Streaming};
 use crate::Error;
 use crate::transport::Parts;
-use crate::wire::{self, envelope};
+use crate::wire::{self, ItemBatch, envelope};
 
 /// What the receiver of a stream hears from the connection.
 #[derive(Debug)]
 pub(crate) enum Event {
     /// Items, in order.
-    Items(Vec<Bytes>),
+    Items(ItemBatch),
     /// The end; an error if the stream was aborted.
     End(Option<Error>),
 }
@@ -56,21 +55,21 @@ pub(crate) struct Inbox {
 impl Inbox {
     /// Whether a sender that keeps to its credit could have sent `items` now: they fit in
     /// the window with what is buffered, or a single item comes alone.
-    pub(crate) fn admits(&self, items: &[Bytes]) -> bool {
+    pub(crate) fn admits(&self, items: &ItemBatch) -> bool {
         let buffered = self.flow.buffered.load(Ordering::Relaxed);
-        let cost: usize = items.iter().map(cost).sum();
-        (buffered == 0 && items.len() <= 1) || buffered + cost <= self.flow.window as usize
+        (buffered == 0 && items.count() <= 1) || buffered + cost(items) <= self.flow.window as usize
     }
 
-    pub(crate) fn items(&self, items: Vec<Bytes>) {
-        let cost: usize = items.iter().map(cost).sum();
-        self.flow.buffered.fetch_add(cost, Ordering::Relaxed);
+    pub(crate) fn items(&self, items: ItemBatch) {
+        self.flow
+            .buffered
+            .fetch_add(cost(&items), Ordering::Relaxed);
         let _ = self.tx.send(Event::Items(items));
     }
 
     #[cfg(test)]
-    fn item(&self, item: Bytes) {
-        self.items(vec![item]);
+    fn item(&self, item: &[u8]) {
+        self.items(ItemBatch::of(&[Bytes::copy_from_slice(item)]));
     }
 
     pub(crate) fn end(self, error: Option<Error>) {
@@ -93,44 +92,81 @@ pub(crate) fn incoming(
     let stream = Incoming {
         id,
         rx,
-        batch: Vec::new().into_iter(),
+        batch: ItemBatch::default(),
+        pos: 0,
         flow: flow.clone(),
         link: Some(link),
+        untold: 0,
         unreported: 0,
         deadline: deadline.map(|d| Box::pin(tokio::time::sleep_until(d.into()))),
         done: false,
     };
-    (
-        Inbox {
-            tx,
-            flow: flow.clone(),
+    let stream = Streaming {
+        source: Source::Remote {
+            incoming: Box::new(stream),
+            decode: |body, range| Ok(body.slice(range)),
+            guard: None,
         },
-        Streaming::from_results(stream, Some(flow)),
-    )
+        flow: Some(flow.clone()),
+    };
+    (Inbox { tx, flow }, stream)
 }
 
-struct Incoming {
+/// What a batch costs against a window.
+fn cost(items: &ItemBatch) -> usize {
+    items.len() + items.count() * ITEM_OVERHEAD
+}
+
+/// A stream being received: the consumer's end of an [`Inbox`].
+pub(crate) struct Incoming {
     id: u64,
     rx: mpsc::UnboundedReceiver<Event>,
-    /// The rest of the last batch received.
-    batch: std::vec::IntoIter<Bytes>,
+    /// The last batch received, and where in it the next item is.
+    batch: ItemBatch,
+    pos: usize,
     flow: Arc<RecvFlow>,
     /// Let go of once the stream is over, so that a finished stream does not keep the
     /// connection open.
     link: Option<Arc<dyn Link>>,
+    /// Bytes taken and not yet counted off [`RecvFlow::buffered`] (counted per batch, and
+    /// always before a grant, so the sender never sees more room than there is).
+    untold: usize,
     /// Bytes taken since the last grant.
     unreported: usize,
     deadline: Option<Pin<Box<tokio::time::Sleep>>>,
     done: bool,
 }
 
-impl Stream for Incoming {
-    type Item = Result<Bytes, Error>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        if let Some(item) = self.batch.next() {
-            return Poll::Ready(Some(Ok(self.take(item))));
+impl Incoming {
+    /// The next item, decoded with `decode`.
+    pub(crate) fn poll_item<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        decode: Decode<T>,
+    ) -> Poll<Option<Result<T, Error>>> {
+        loop {
+            if let Some(range) = self.batch.next_item(&mut self.pos) {
+                self.take(range.len());
+                if self.pos >= self.batch.body().len() {
+                    self.tell();
+                }
+                return Poll::Ready(Some(decode(self.batch.body(), range)));
+            }
+            match self.poll_event(cx) {
+                Poll::Ready(Some(Ok(batch))) => {
+                    self.batch = batch;
+                    self.pos = 0;
+                }
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e))),
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Pending => return Poll::Pending,
+            }
         }
+    }
+
+    /// The next batch, or how the stream ended.
+    fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<ItemBatch, Error>>> {
+        self.tell();
         if self.done {
             return Poll::Ready(None);
         }
@@ -140,11 +176,7 @@ impl Stream for Incoming {
                 // Caught up: give back whatever was taken, so that a sender waiting to send
                 // an item larger than its credit left is not stuck below the half-window mark.
                 if self.unreported > 0 {
-                    let grant = u32::try_from(self.unreported).unwrap_or(u32::MAX);
-                    self.unreported = 0;
-                    if let Some(link) = &self.link {
-                        link.grant(self.id, grant);
-                    }
+                    self.grant();
                 }
                 if let Some(deadline) = &mut self.deadline
                     && deadline.as_mut().poll(cx).is_ready()
@@ -159,16 +191,7 @@ impl Stream for Incoming {
             }
         };
         match event {
-            Some(Event::Items(items)) => {
-                self.batch = items.into_iter();
-                match self.batch.next() {
-                    Some(item) => Poll::Ready(Some(Ok(self.take(item)))),
-                    None => {
-                        cx.waker().wake_by_ref();
-                        Poll::Pending
-                    }
-                }
-            }
+            Some(Event::Items(items)) => Poll::Ready(Some(Ok(items))),
             Some(Event::End(error)) => {
                 self.finish();
                 Poll::Ready(error.map(Err))
@@ -183,19 +206,33 @@ impl Stream for Incoming {
 }
 
 impl Incoming {
-    /// Accounts for an item the consumer takes, granting credit back every half window.
-    fn take(&mut self, item: Bytes) -> Bytes {
-        let cost = cost(&item);
-        self.flow.buffered.fetch_sub(cost, Ordering::Relaxed);
+    /// Accounts for an item of `len` bytes the consumer takes, granting credit back every
+    /// half window.
+    fn take(&mut self, len: usize) {
+        let cost = super::cost(len);
+        self.untold += cost;
         self.unreported += cost;
         if self.unreported >= (self.flow.window / 2) as usize {
-            let grant = u32::try_from(self.unreported).unwrap_or(u32::MAX);
-            self.unreported = 0;
-            if let Some(link) = &self.link {
-                link.grant(self.id, grant);
-            }
+            self.grant();
         }
-        item
+    }
+
+    /// Counts the bytes taken off what is buffered.
+    fn tell(&mut self) {
+        if self.untold > 0 {
+            self.flow.buffered.fetch_sub(self.untold, Ordering::Relaxed);
+            self.untold = 0;
+        }
+    }
+
+    /// Gives the sender back the credit of what was taken.
+    fn grant(&mut self) {
+        self.tell();
+        let grant = u32::try_from(self.unreported).unwrap_or(u32::MAX);
+        self.unreported = 0;
+        if let Some(link) = &self.link {
+            link.grant(self.id, grant);
+        }
     }
 
     /// The stream is over: nothing more to tell the sender.
@@ -247,7 +284,7 @@ mod tests {
         let link = Arc::new(Recorder::default());
         let (inbox, mut stream) = incoming(7, 64, link.clone(), None);
         for _ in 0..4 {
-            inbox.item(Bytes::from_static(&[1; 8])); // 24 each
+            inbox.item(&[1; 8]); // 24 each
         }
         assert_eq!(stream.buffered_bytes(), 96);
         stream.next().await.unwrap().unwrap();

@@ -1,14 +1,15 @@
 //! The sending side of a stream: credit ([`SendFlow`]) and the loop that sends items within
 //! it, batching the small ones that are ready.
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Mutex};
-use std::task::{Poll, Waker};
+use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 
 use super::{Streaming, cost};
 use crate::Error;
 use crate::transport::Parts;
-use crate::wire::{self, envelope};
+use crate::wire::{self, ItemFrame, envelope};
 
 /// The send side's credit.
 #[derive(Debug, Default)]
@@ -128,7 +129,8 @@ const BATCH_BYTES: usize = 64 * 1024;
 const FRAME_OVERHEAD: usize = 32;
 
 /// Sends `items` as call `id`'s stream within the credit `flow` allows, then its end. Items
-/// that are ready at once, small, and within the credit go together in one frame.
+/// that are ready at once, small, and within the credit are encoded together into one frame.
+/// A panic in the stream ends it with [`wire::Code::Panicked`], after the items before it.
 pub(crate) async fn send_stream(
     id: u64,
     mut items: Streaming<Bytes>,
@@ -136,86 +138,174 @@ pub(crate) async fn send_stream(
     sink: &mut impl FrameSink,
     max_frame_len: usize,
 ) {
-    use futures_util::{FutureExt, StreamExt};
-    // Room for the envelope around the items.
-    let max_item = max_frame_len.saturating_sub(FRAME_OVERHEAD);
-    let batch_bytes = BATCH_BYTES.min(max_item);
-    let mut held: Option<Bytes> = None;
-    let mut end: Option<Option<wire::Status>> = None;
+    let mut batcher = Batcher {
+        id,
+        // Room for the envelope around the items.
+        max_item: max_frame_len.saturating_sub(FRAME_OVERHEAD),
+        batch_bytes: BATCH_BYTES.min(max_frame_len.saturating_sub(FRAME_OVERHEAD)),
+        frame: None,
+        held: None,
+        end: None,
+    };
     loop {
-        let first = match held.take() {
-            Some(item) => item,
-            None => match items.next().await {
-                Some(Ok(item)) => item,
-                Some(Err(e)) => {
-                    sink.send(end_frame(id, Some(abort_status(e)))).await;
-                    return;
-                }
-                None => {
-                    sink.send(end_frame(id, None)).await;
-                    return;
-                }
-            },
+        // The first item of a frame: waited for, then its credit.
+        let first = match batcher.held.take() {
+            Some(item) => Pulled::Held(item),
+            None => std::future::poll_fn(|cx| batcher.poll_first(cx, &mut items)).await,
         };
-        if first.len() > max_item {
+        let len = match &first {
+            Pulled::Held(item) => item.len(),
+            Pulled::Open(len) => *len,
+            Pulled::End => break,
+        };
+        if len > batcher.max_item {
             let status = wire::Status::new(
                 wire::Code::FrameTooLarge,
                 format!(
-                    "a stream item of {} bytes exceeds the frame limit of {max_frame_len} bytes",
-                    first.len()
+                    "a stream item of {len} bytes exceeds the frame limit of {max_frame_len} bytes"
                 ),
             );
             sink.send(end_frame(id, Some(status))).await;
             return;
         }
-        if !flow.reserve(cost(&first)).await {
+        if !flow.reserve(cost(len)).await {
             return;
         }
-        if first.len() > BATCH_ITEM {
-            if !sink.send(wire::stream_item_parts(id, first)).await {
+        let frame = batcher
+            .frame
+            .get_or_insert_with(|| ItemFrame::new(id, BATCH_BYTES));
+        if len > BATCH_ITEM {
+            let item = match first {
+                Pulled::Held(item) => item,
+                _ => frame.take_item(),
+            };
+            if !sink.send(wire::stream_item_parts(id, item)).await {
                 return;
             }
             continue;
         }
-        let mut batch = vec![first];
-        let mut bytes = cost(&batch[0]);
-        // More items that are ready now, small, and within the credit left and the batch.
-        while bytes < batch_bytes {
-            match items.next().now_or_never() {
-                Some(Some(Ok(item)))
-                    if item.len() <= BATCH_ITEM
-                        && bytes + cost(&item) <= batch_bytes
-                        && flow.try_reserve(cost(&item)) =>
-                {
-                    bytes += cost(&item);
-                    batch.push(item);
-                }
-                Some(Some(Ok(item))) => {
-                    held = Some(item);
-                    break;
-                }
-                Some(Some(Err(e))) => {
-                    end = Some(Some(abort_status(e)));
-                    break;
-                }
-                Some(None) => {
-                    end = Some(None);
-                    break;
-                }
-                None => break,
-            }
+        match first {
+            Pulled::Held(item) => frame.push(&item),
+            _ => frame.close_item(),
         }
-        let frame = if batch.len() == 1 {
-            wire::stream_item_parts(id, batch.pop().expect("one item"))
-        } else {
-            wire::stream_items_frame(id, &batch)
-        };
+        // More items that are ready now, small, and within the credit left and the batch.
+        let bytes = cost(len);
+        std::future::poll_fn(|cx| Poll::Ready(batcher.gather(cx, &mut items, flow, bytes))).await;
+        let frame = batcher.frame.take().expect("a frame with an item").finish();
         if !sink.send(frame).await {
             return;
         }
-        if let Some(error) = end {
-            sink.send(end_frame(id, error)).await;
+        if batcher.end.is_some() && batcher.held.is_none() {
+            break;
+        }
+    }
+    if let Some(frame) = batcher.frame.take().filter(|f| f.count() > 0) {
+        if !sink.send(frame.finish()).await {
             return;
+        }
+    }
+    sink.send(end_frame(id, batcher.end.flatten())).await;
+}
+
+/// The first item of a frame, once there is one.
+enum Pulled {
+    /// Encoded in the frame, still open, of this length.
+    Open(usize),
+    /// Pulled before, and held for this frame.
+    Held(Bytes),
+    /// No more: [`Batcher::end`] says how the stream ended.
+    End,
+}
+
+/// The state of [`send_stream`] between frames.
+struct Batcher {
+    id: u64,
+    max_item: usize,
+    batch_bytes: usize,
+    /// The frame being filled.
+    frame: Option<ItemFrame>,
+    /// An item pulled that did not fit the last frame.
+    held: Option<Bytes>,
+    /// How the stream ended, once it has.
+    end: Option<Option<wire::Status>>,
+}
+
+impl Batcher {
+    /// Pulls the first item of a frame into it.
+    fn poll_first(&mut self, cx: &mut Context<'_>, items: &mut Streaming<Bytes>) -> Poll<Pulled> {
+        if self.end.is_some() {
+            return Poll::Ready(Pulled::End);
+        }
+        let frame = self
+            .frame
+            .get_or_insert_with(|| ItemFrame::new(self.id, BATCH_BYTES));
+        match catch_unwind(AssertUnwindSafe(|| {
+            items.poll_encode(cx, frame.open_item())
+        })) {
+            Ok(Poll::Ready(Some(Ok(())))) => Poll::Ready(Pulled::Open(frame.open_len())),
+            Ok(Poll::Pending) => {
+                frame.discard_item();
+                Poll::Pending
+            }
+            outcome => {
+                frame.discard_item();
+                self.end = Some(ended(self.id, outcome));
+                Poll::Ready(Pulled::End)
+            }
+        }
+    }
+
+    /// Adds to the frame the items that are ready, small, and fit the batch's `bytes` and the
+    /// credit; an item that does not fit is held for the next frame.
+    fn gather(
+        &mut self,
+        cx: &mut Context<'_>,
+        items: &mut Streaming<Bytes>,
+        flow: &SendFlow,
+        mut bytes: usize,
+    ) {
+        let frame = self.frame.as_mut().expect("a frame");
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            while bytes < self.batch_bytes {
+                match items.poll_encode(cx, frame.open_item()) {
+                    Poll::Ready(Some(Ok(()))) => {}
+                    outcome => return outcome,
+                }
+                let len = frame.open_len();
+                if len <= BATCH_ITEM
+                    && bytes + cost(len) <= self.batch_bytes
+                    && flow.try_reserve(cost(len))
+                {
+                    frame.close_item();
+                    bytes += cost(len);
+                } else {
+                    self.held = Some(frame.take_item());
+                    break;
+                }
+            }
+            Poll::Pending
+        }));
+        frame.discard_item();
+        match outcome {
+            Ok(Poll::Pending) => {}
+            outcome => self.end = Some(ended(self.id, outcome)),
+        }
+    }
+}
+
+/// How a stream ends after `outcome` of polling it: `None` for its end, else an abort.
+fn ended(
+    id: u64,
+    outcome: std::thread::Result<Poll<Option<Result<(), Error>>>>,
+) -> Option<wire::Status> {
+    match outcome {
+        Ok(Poll::Ready(None)) => None,
+        Ok(Poll::Ready(Some(Err(e)))) => Some(abort_status(e)),
+        Ok(_) => unreachable!("only an end or an error ends a stream"),
+        Err(panic) => {
+            let message = crate::server::panic_message(panic.as_ref());
+            tracing::error!(call_id = id, panic = %message, "a stream being sent panicked");
+            Some(wire::Status::new(wire::Code::Panicked, message))
         }
     }
 }

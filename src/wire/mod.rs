@@ -1,4 +1,5 @@
 //! The envelope and the handshake, as specified in `proto/localrpc.proto`.
+mod items;
 mod messages;
 
 use bytes::{Bytes, BytesMut};
@@ -8,6 +9,8 @@ pub(crate) use messages::{
     Cancel, Code, Credit, Envelope, GoAway, Hello, HelloReply, Refusal, RefusalReason, Request,
     Response, Status, StopSending, StreamEnd, TraceContext, envelope, response,
 };
+
+pub(crate) use items::{ItemBatch, ItemFrame, stream_item_parts, stream_items};
 
 use crate::transport::Parts;
 use crate::{Error, RefuseReason, ServiceInfo};
@@ -192,57 +195,6 @@ pub(crate) fn response_parts(call_id: u64, app_error: bool, payload: Bytes) -> P
     Parts { head, payload }
 }
 
-/// Encodes `Envelope { stream_item { call_id, payload } }` with the payload as its own buffer.
-pub(crate) fn stream_item_parts(call_id: u64, payload: Bytes) -> Parts {
-    let id_field = if call_id == 0 {
-        0
-    } else {
-        1 + prost::encoding::encoded_len_varint(call_id)
-    };
-    let payload_field =
-        1 + prost::encoding::encoded_len_varint(payload.len() as u64) + payload.len();
-    let head = envelope_head(
-        ENVELOPE_STREAM_ITEM,
-        id_field + payload_field,
-        payload.len(),
-        STREAM_ITEM_PAYLOAD,
-        |buf| {
-            if call_id != 0 {
-                prost::encoding::uint64::encode(1, &call_id, buf);
-            }
-        },
-    );
-    Parts { head, payload }
-}
-
-/// Encodes `Envelope { stream_item { call_id, items } }` with every item copied into one
-/// buffer: for batches of small items.
-pub(crate) fn stream_items_frame(call_id: u64, items: &[Bytes]) -> Parts {
-    use bytes::BufMut;
-    let id_field = if call_id == 0 {
-        0
-    } else {
-        1 + prost::encoding::encoded_len_varint(call_id)
-    };
-    let items_len: usize = items
-        .iter()
-        .map(|i| 1 + prost::encoding::encoded_len_varint(i.len() as u64) + i.len())
-        .sum();
-    let message_len = id_field + items_len;
-    let mut buf = BytesMut::with_capacity(message_len + 11);
-    buf.put_u8(ENVELOPE_STREAM_ITEM);
-    prost::encoding::encode_varint(message_len as u64, &mut buf);
-    if call_id != 0 {
-        prost::encoding::uint64::encode(1, &call_id, &mut buf);
-    }
-    for item in items {
-        buf.put_u8(STREAM_ITEM_PAYLOAD);
-        prost::encoding::encode_varint(item.len() as u64, &mut buf);
-        buf.put_slice(item);
-    }
-    Parts::whole(buf.freeze())
-}
-
 fn envelope_head(
     envelope_tag: u8,
     message_len: usize,
@@ -292,35 +244,6 @@ mod parts_tests {
             let mut expected = request.clone();
             expected.payload = payload;
             assert_eq!(decoded.kind, Some(envelope::Kind::Request(expected)));
-        }
-    }
-
-    #[test]
-    fn stream_item_parts_decode_as_the_message() {
-        for (id, payload) in [
-            (0, Bytes::new()),
-            (1, Bytes::from_static(b"x")),
-            (u64::MAX, Bytes::from(vec![5u8; 70_000])),
-        ] {
-            let parts = stream_item_parts(id, payload.clone());
-            let decoded = Envelope::decode(&joined(&parts)[..]).unwrap();
-            assert_eq!(
-                decoded.kind,
-                Some(envelope::Kind::StreamItem(messages::StreamItem {
-                    call_id: id,
-                    items: vec![payload.clone()]
-                }))
-            );
-            let batch = vec![payload.clone(), Bytes::from_static(b"two"), Bytes::new()];
-            let parts = stream_items_frame(id, &batch);
-            let decoded = Envelope::decode(&joined(&parts)[..]).unwrap();
-            assert_eq!(
-                decoded.kind,
-                Some(envelope::Kind::StreamItem(messages::StreamItem {
-                    call_id: id,
-                    items: batch
-                }))
-            );
         }
     }
 

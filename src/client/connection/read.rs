@@ -86,6 +86,17 @@ async fn read_loop<R: AsyncRead + Unpin>(mut reader: FrameReader<R>, conn: Weak<
             None if conn.going_away.load(Ordering::Acquire) => break Closed::ShutDown,
             None => break Closed::Lost("the server closed the connection".into()),
         };
+        if let Some(items) = wire::stream_items(&frame) {
+            match items {
+                Ok((id, items)) => conn.on_items(id, items),
+                Err(e) => {
+                    break Closed::Lost(
+                        format!("undecodable stream items from the server: {e}").into(),
+                    );
+                }
+            }
+            continue;
+        }
         let kind = match wire::Envelope::decode(frame) {
             Ok(wire::Envelope { kind: Some(kind) }) => kind,
             Ok(_) => continue, // an empty envelope carries nothing
@@ -111,34 +122,40 @@ async fn read_loop<R: AsyncRead + Unpin>(mut reader: FrameReader<R>, conn: Weak<
 }
 
 impl Connection {
+    /// Routes a frame of items of a call's response stream.
+    pub(super) fn on_items(self: &Arc<Self>, id: u64, items: wire::ItemBatch) {
+        let mut pending = self.pending.lock().unwrap();
+        let admitted = match pending.calls.get(&id).and_then(|w| w.inbox.as_ref()) {
+            Some(inbox) if inbox.admits(&items) => {
+                inbox.items(items);
+                true
+            }
+            Some(_) => false,
+            None => true, // a call that is over
+        };
+        if !admitted {
+            tracing::debug!(call_id = id, "server sent beyond its credit");
+            let waiter = pending.calls.remove(&id);
+            drop(pending);
+            if let Some(waiter) = waiter {
+                waiter.fail(Error::Protocol(
+                    "the server sent more than its credit allowed".into(),
+                ));
+            }
+            let cancel = wire::Cancel { call_id: id };
+            self.write_later(Parts::whole(wire::encode_envelope(envelope::Kind::Cancel(
+                cancel,
+            ))));
+        }
+    }
+
     /// Routes a frame of a call's stream.
     pub(super) fn on_stream_frame(self: &Arc<Self>, kind: envelope::Kind) {
         let mut pending = self.pending.lock().unwrap();
         match kind {
             envelope::Kind::StreamItem(item) => {
-                let id = item.call_id;
-                let admitted = match pending.calls.get(&id).and_then(|w| w.inbox.as_ref()) {
-                    Some(inbox) if inbox.admits(&item.items) => {
-                        inbox.items(item.items);
-                        true
-                    }
-                    Some(_) => false,
-                    None => true, // a call that is over
-                };
-                if !admitted {
-                    tracing::debug!(call_id = id, "server sent beyond its credit");
-                    let waiter = pending.calls.remove(&id);
-                    drop(pending);
-                    if let Some(waiter) = waiter {
-                        waiter.fail(Error::Protocol(
-                            "the server sent more than its credit allowed".into(),
-                        ));
-                    }
-                    let cancel = wire::Cancel { call_id: id };
-                    self.write_later(Parts::whole(wire::encode_envelope(envelope::Kind::Cancel(
-                        cancel,
-                    ))));
-                }
+                drop(pending);
+                self.on_items(item.call_id, wire::ItemBatch::of(&item.items));
             }
             envelope::Kind::StreamEnd(end) => {
                 // The response stream is over, and with it the call.

@@ -1,0 +1,394 @@
+//! Frames of stream items (`Envelope { stream_item { call_id, items } }`): the sender encodes
+//! items straight into the frame ([`ItemFrame`]), and the receiver reads them where they lie
+//! ([`ItemBatch`]), so a batch of small items costs one buffer on each side, not one per item.
+use std::ops::Range;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use prost::encoding::{decode_varint, encode_varint, encoded_len_varint};
+
+use super::{ENVELOPE_STREAM_ITEM, STREAM_ITEM_PAYLOAD, envelope_head};
+use crate::transport::Parts;
+
+/// The tag of `StreamItem.call_id`, a varint.
+const CALL_ID: u8 = 1 << 3;
+/// Room kept before the items for the envelope's tag and the message length.
+const HEAD_ROOM: usize = 1 + 5;
+/// Room kept before an item for its length: two varint bytes cover every item up to
+/// [`ItemFrame::MAX_ITEM`].
+const LEN_ROOM: usize = 2;
+
+/// Encodes `Envelope { stream_item { call_id, items: [payload] } }` with the payload as its
+/// own buffer: for an item too large to batch, sent without a copy.
+pub(crate) fn stream_item_parts(call_id: u64, payload: Bytes) -> Parts {
+    let id_field = if call_id == 0 {
+        0
+    } else {
+        1 + encoded_len_varint(call_id)
+    };
+    let payload_field = 1 + encoded_len_varint(payload.len() as u64) + payload.len();
+    let head = envelope_head(
+        ENVELOPE_STREAM_ITEM,
+        id_field + payload_field,
+        payload.len(),
+        STREAM_ITEM_PAYLOAD,
+        |buf| {
+            if call_id != 0 {
+                prost::encoding::uint64::encode(1, &call_id, buf);
+            }
+        },
+    );
+    Parts { head, payload }
+}
+
+/// A frame of small stream items being built: each item is encoded in place, after room for
+/// its length that [`ItemFrame::close_item`] fills in.
+#[derive(Debug)]
+pub(crate) struct ItemFrame {
+    buf: BytesMut,
+    /// Where the item being encoded begins (its tag), if one is open.
+    open: Option<usize>,
+    count: usize,
+}
+
+impl ItemFrame {
+    /// The largest item a frame takes in place.
+    pub(crate) const MAX_ITEM: usize = (1 << 14) - 1;
+
+    /// An empty frame for call `call_id` with room for `capacity` bytes of items.
+    pub(crate) fn new(call_id: u64, capacity: usize) -> ItemFrame {
+        let mut buf = BytesMut::with_capacity(HEAD_ROOM + 11 + capacity);
+        buf.put_bytes(0, HEAD_ROOM);
+        if call_id != 0 {
+            buf.put_u8(CALL_ID);
+            encode_varint(call_id, &mut buf);
+        }
+        ItemFrame {
+            buf,
+            open: None,
+            count: 0,
+        }
+    }
+
+    /// Items closed in the frame.
+    pub(crate) fn count(&self) -> usize {
+        self.count
+    }
+
+    /// Opens an item: its encoding is to be appended to the buffer returned.
+    pub(crate) fn open_item(&mut self) -> &mut BytesMut {
+        debug_assert!(self.open.is_none(), "one item at a time");
+        self.open = Some(self.buf.len());
+        self.buf.put_u8(STREAM_ITEM_PAYLOAD);
+        self.buf.put_bytes(0, LEN_ROOM);
+        &mut self.buf
+    }
+
+    /// The encoded length of the open item so far.
+    pub(crate) fn open_len(&self) -> usize {
+        self.open
+            .map_or(0, |start| self.buf.len() - start - 1 - LEN_ROOM)
+    }
+
+    /// Keeps the open item, which must be at most [`ItemFrame::MAX_ITEM`] bytes.
+    pub(crate) fn close_item(&mut self) {
+        let start = self.open.take().expect("an open item");
+        let len = self.buf.len() - start - 1 - LEN_ROOM;
+        assert!(len <= Self::MAX_ITEM, "an item too large for a batch");
+        if len < 0x80 {
+            // One length byte: the item moves back over the spare one.
+            self.buf[start + 1] = len as u8;
+            self.buf.copy_within(start + 1 + LEN_ROOM.., start + 2);
+            self.buf.truncate(self.buf.len() - 1);
+        } else {
+            self.buf[start + 1] = (len as u8 & 0x7f) | 0x80;
+            self.buf[start + 2] = (len >> 7) as u8;
+        }
+        self.count += 1;
+    }
+
+    /// Takes the open item out of the frame, as its own buffer (no copy).
+    pub(crate) fn take_item(&mut self) -> Bytes {
+        let start = self.open.take().expect("an open item");
+        let item = self.buf.split_off(start + 1 + LEN_ROOM).freeze();
+        self.buf.truncate(start);
+        item
+    }
+
+    /// Drops whatever the open item has written (an item that failed to encode).
+    pub(crate) fn discard_item(&mut self) {
+        if let Some(start) = self.open.take() {
+            self.buf.truncate(start);
+        }
+    }
+
+    /// Appends an item already encoded.
+    pub(crate) fn push(&mut self, item: &[u8]) {
+        self.open_item().extend_from_slice(item);
+        self.close_item();
+    }
+
+    /// The frame to send.
+    pub(crate) fn finish(mut self) -> Parts {
+        self.discard_item();
+        let message_len = self.buf.len() - HEAD_ROOM;
+        let head_len = 1 + encoded_len_varint(message_len as u64);
+        let start = HEAD_ROOM - head_len;
+        let mut head = &mut self.buf[start..HEAD_ROOM];
+        head.put_u8(ENVELOPE_STREAM_ITEM);
+        encode_varint(message_len as u64, &mut head);
+        Parts::whole(self.buf.freeze().slice(start..))
+    }
+}
+
+/// The items of a received stream frame, read where they lie.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ItemBatch {
+    /// The `StreamItem` message.
+    body: Bytes,
+    count: usize,
+    /// The items' bytes, together.
+    len: usize,
+}
+
+impl ItemBatch {
+    /// A batch of `items` (that came otherwise than in a frame of their own).
+    pub(crate) fn of(items: &[Bytes]) -> ItemBatch {
+        let mut body = BytesMut::new();
+        for item in items {
+            prost::encoding::bytes::encode(2, item, &mut body);
+        }
+        ItemBatch {
+            body: body.freeze(),
+            count: items.len(),
+            len: items.iter().map(Bytes::len).sum(),
+        }
+    }
+
+    /// How many items it holds.
+    pub(crate) fn count(&self) -> usize {
+        self.count
+    }
+
+    /// The items' encoded bytes, together.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The bytes the items lie in.
+    pub(crate) fn body(&self) -> &Bytes {
+        &self.body
+    }
+
+    /// The item at or after `pos` in [`body`](Self::body), moving `pos` past it.
+    pub(crate) fn next_item(&self, pos: &mut usize) -> Option<Range<usize>> {
+        let mut rest = self.body.get(*pos..)?;
+        let total = self.body.len();
+        while !rest.is_empty() {
+            match next_field(&mut rest) {
+                Ok(Field::Item(len)) => {
+                    let end = total - rest.len();
+                    *pos = end;
+                    return Some(end - len..end);
+                }
+                Ok(Field::CallId(_) | Field::Other) => {}
+                Err(_) => break,
+            }
+        }
+        *pos = total;
+        None
+    }
+}
+
+/// If `frame` is an envelope of stream items, its call id and items; an error if it is one
+/// that does not decode.
+pub(crate) fn stream_items(frame: &Bytes) -> Option<Result<(u64, ItemBatch), BadItems>> {
+    if frame.first() != Some(&ENVELOPE_STREAM_ITEM) {
+        return None;
+    }
+    Some(parse(frame))
+}
+
+fn parse(frame: &Bytes) -> Result<(u64, ItemBatch), BadItems> {
+    let mut rest = &frame[1..];
+    let len = varint(&mut rest)?;
+    if len != rest.len() as u64 {
+        return Err(BadItems(
+            "a stream item envelope whose length is not the frame's",
+        ));
+    }
+    let body = frame.slice(frame.len() - rest.len()..);
+    let mut batch = ItemBatch {
+        body: Bytes::new(),
+        count: 0,
+        len: 0,
+    };
+    let mut call_id = 0;
+    while !rest.is_empty() {
+        match next_field(&mut rest)? {
+            Field::CallId(id) => call_id = id,
+            Field::Item(len) => {
+                batch.count += 1;
+                batch.len += len;
+            }
+            Field::Other => {}
+        }
+    }
+    batch.body = body;
+    Ok((call_id, batch))
+}
+
+/// Why a frame of stream items does not decode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct BadItems(&'static str);
+
+impl std::fmt::Display for BadItems {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+fn varint(rest: &mut &[u8]) -> Result<u64, BadItems> {
+    decode_varint(rest).map_err(|_| BadItems("a malformed varint"))
+}
+
+enum Field {
+    CallId(u64),
+    /// An item of this length, just before where the cursor now is.
+    Item(usize),
+    /// A field this version does not know, skipped.
+    Other,
+}
+
+/// Reads one field of a `StreamItem` message and moves past it.
+fn next_field(rest: &mut &[u8]) -> Result<Field, BadItems> {
+    let key = varint(rest)?;
+    let field = key >> 3;
+    let skip = match key & 7 {
+        0 => {
+            let value = varint(rest)?;
+            return Ok(if field == 1 {
+                Field::CallId(value)
+            } else {
+                Field::Other
+            });
+        }
+        1 => 8,
+        2 => usize::try_from(varint(rest)?).unwrap_or(usize::MAX),
+        5 => 4,
+        _ => return Err(BadItems("a field of an unsupported wire type")),
+    };
+    if skip > rest.len() {
+        return Err(BadItems("a field that runs past the frame"));
+    }
+    *rest = &rest[skip..];
+    Ok(if field == 2 && key & 7 == 2 {
+        Field::Item(skip)
+    } else {
+        Field::Other
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use prost::Message;
+
+    use super::*;
+    use crate::wire::{Envelope, envelope, messages::StreamItem};
+
+    fn joined(parts: &Parts) -> Bytes {
+        [&parts.head[..], &parts.payload[..]].concat().into()
+    }
+
+    fn items_of(batch: &ItemBatch) -> Vec<Bytes> {
+        let mut pos = 0;
+        std::iter::from_fn(|| batch.next_item(&mut pos))
+            .map(|r| batch.body().slice(r))
+            .collect()
+    }
+
+    #[test]
+    fn a_frame_built_in_place_decodes_as_the_message_and_reads_back_in_place() {
+        for id in [0, 1, 300, u64::MAX] {
+            let items: Vec<Bytes> = [0usize, 1, 127, 128, 300, ItemFrame::MAX_ITEM]
+                .iter()
+                .map(|&n| Bytes::from(vec![n as u8; n]))
+                .collect();
+            let mut frame = ItemFrame::new(id, 1024);
+            for item in &items {
+                frame.open_item().extend_from_slice(item);
+                assert_eq!(frame.open_len(), item.len());
+                frame.close_item();
+            }
+            // An item taken out and one discarded leave nothing behind.
+            frame.open_item().extend_from_slice(b"taken");
+            assert_eq!(frame.take_item(), Bytes::from_static(b"taken"));
+            frame.open_item().extend_from_slice(b"discarded");
+            frame.discard_item();
+            assert_eq!(frame.count(), items.len());
+            let bytes = joined(&frame.finish());
+            assert_eq!(
+                Envelope::decode(&bytes[..]).unwrap().kind,
+                Some(envelope::Kind::StreamItem(StreamItem {
+                    call_id: id,
+                    items: items.clone(),
+                }))
+            );
+            let (call_id, batch) = stream_items(&bytes).unwrap().unwrap();
+            assert_eq!(call_id, id);
+            assert_eq!(batch.count(), items.len());
+            assert_eq!(batch.len(), items.iter().map(Bytes::len).sum::<usize>());
+            assert_eq!(items_of(&batch), items);
+        }
+    }
+
+    #[test]
+    fn a_frame_from_another_encoder_reads_the_same_and_a_broken_one_is_an_error() {
+        // Fields in another order, and a field this version does not know.
+        let mut body = BytesMut::new();
+        prost::encoding::bytes::encode(2, &Bytes::from_static(b"one"), &mut body);
+        prost::encoding::uint64::encode(9, &5, &mut body);
+        prost::encoding::uint64::encode(1, &42, &mut body);
+        prost::encoding::bytes::encode(2, &Bytes::from_static(b"two"), &mut body);
+        let mut frame = BytesMut::new();
+        frame.put_u8(ENVELOPE_STREAM_ITEM);
+        encode_varint(body.len() as u64, &mut frame);
+        frame.extend_from_slice(&body);
+        let frame = frame.freeze();
+        let (id, batch) = stream_items(&frame).unwrap().unwrap();
+        assert_eq!(id, 42);
+        assert_eq!(items_of(&batch), [&b"one"[..], &b"two"[..]]);
+
+        let truncated = frame.slice(..frame.len() - 1);
+        assert!(stream_items(&truncated).unwrap().is_err());
+        let mut overlong = BytesMut::from(&frame[..]);
+        overlong[1] += 1;
+        assert!(stream_items(&overlong.freeze()).unwrap().is_err());
+        assert!(
+            stream_items(&Bytes::from_static(&[ENVELOPE_STREAM_ITEM, 2, 0x13, 0]))
+                .unwrap()
+                .is_err()
+        );
+        assert!(stream_items(&Bytes::from_static(b"\x0a\x00")).is_none());
+    }
+
+    #[test]
+    fn a_large_item_travels_in_parts_that_decode_as_the_message() {
+        for (id, payload) in [
+            (0, Bytes::new()),
+            (1, Bytes::from_static(b"x")),
+            (u64::MAX, Bytes::from(vec![5u8; 70_000])),
+        ] {
+            let bytes = joined(&stream_item_parts(id, payload.clone()));
+            let decoded = Envelope::decode(&bytes[..]).unwrap();
+            assert_eq!(
+                decoded.kind,
+                Some(envelope::Kind::StreamItem(StreamItem {
+                    call_id: id,
+                    items: vec![payload.clone()]
+                }))
+            );
+            let (call_id, batch) = stream_items(&bytes).unwrap().unwrap();
+            assert_eq!((call_id, items_of(&batch)), (id, vec![payload]));
+        }
+    }
+}
