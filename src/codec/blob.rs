@@ -1,5 +1,5 @@
 //! [`Blob`]: bytes that a localrpc codec decodes without copying.
-use std::cell::RefCell;
+use std::cell::Cell;
 use std::fmt;
 use std::ops::Deref;
 
@@ -104,16 +104,32 @@ impl Serialize for Blob {
 }
 
 thread_local! {
-    /// The message being decoded on this thread, so that a `Blob` can share it.
-    static SOURCE: RefCell<Option<Bytes>> = const { RefCell::new(None) };
+    /// The message being decoded on this thread, so that a `Blob` can share it: set only
+    /// while [`decoding_from`] runs, which borrows it for that long.
+    static SOURCE: Cell<*const Bytes> = const { Cell::new(std::ptr::null()) };
 }
 
 /// Runs `decode` with `source` as the buffer that blobs decoded from it may share.
 pub(crate) fn decoding_from<R>(source: &Bytes, decode: impl FnOnce() -> R) -> R {
-    let previous = SOURCE.with(|s| s.replace(Some(source.clone())));
-    let result = decode();
-    SOURCE.with(|s| *s.borrow_mut() = previous);
-    result
+    /// Puts back the source of an outer decode, also if `decode` panics.
+    struct Restore(*const Bytes);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            SOURCE.with(|s| s.set(self.0));
+        }
+    }
+    let _restore = Restore(SOURCE.with(|s| s.replace(source)));
+    decode()
+}
+
+/// A cheap reference count of the part of the message being decoded that `v` lies in.
+fn shared(v: &[u8]) -> Option<Bytes> {
+    let source = SOURCE.with(Cell::get);
+    // SAFETY: a non-null `SOURCE` points at the `Bytes` that the `decoding_from` running on
+    // this thread borrows; it is put back before that borrow ends, even on a panic.
+    let source = unsafe { source.as_ref() }?;
+    let start = (v.as_ptr() as usize).checked_sub(source.as_ptr() as usize)?;
+    (start + v.len() <= source.len()).then(|| source.slice(start..start + v.len()))
 }
 
 struct BlobVisitor;
@@ -126,13 +142,7 @@ impl<'de> Visitor<'de> for BlobVisitor {
     }
 
     fn visit_borrowed_bytes<E: de::Error>(self, v: &'de [u8]) -> Result<Blob, E> {
-        let shared = SOURCE.with(|s| {
-            let source = s.borrow();
-            let source = source.as_ref()?;
-            let start = (v.as_ptr() as usize).checked_sub(source.as_ptr() as usize)?;
-            (start + v.len() <= source.len()).then(|| source.slice(start..start + v.len()))
-        });
-        Ok(Blob(shared.unwrap_or_else(|| Bytes::copy_from_slice(v))))
+        Ok(Blob(shared(v).unwrap_or_else(|| Bytes::copy_from_slice(v))))
     }
 
     fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Blob, E> {

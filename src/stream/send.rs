@@ -57,16 +57,24 @@ impl SendFlow {
         }
     }
 
-    /// Takes the credit for an item of `cost` if it fits now (never for one that would need
-    /// the whole window).
-    fn try_reserve(&self, cost: usize) -> bool {
-        let cost = i64::try_from(cost).unwrap_or(i64::MAX);
+    /// Takes all the credit there is now, for a batch to spend item by item; 0 once stopped.
+    fn take_all(&self) -> usize {
         let mut state = self.state.lock().unwrap();
-        if !state.stopped && cost <= state.available {
-            state.available -= cost;
-            return true;
+        if state.stopped {
+            return 0;
         }
-        false
+        let available = state.available.max(0);
+        state.available -= available;
+        usize::try_from(available).unwrap_or(0)
+    }
+
+    /// Gives back credit taken and not spent.
+    fn give_back(&self, bytes: usize) {
+        if bytes > 0 {
+            let mut state = self.state.lock().unwrap();
+            let bytes = i64::try_from(bytes).unwrap_or(i64::MAX);
+            state.available = (state.available + bytes).min(state.window);
+        }
     }
 
     /// Waits until an item of `cost` may go and takes its credit; `false` once stopped.
@@ -265,6 +273,8 @@ impl Batcher {
         mut bytes: usize,
     ) {
         let frame = self.frame.as_mut().expect("a frame");
+        // The credit is taken once for the batch and what is left given back after.
+        let mut credit = flow.take_all();
         let outcome = catch_unwind(AssertUnwindSafe(|| {
             while bytes < self.batch_bytes {
                 match items.poll_encode(cx, frame.open_item()) {
@@ -272,12 +282,11 @@ impl Batcher {
                     outcome => return outcome,
                 }
                 let len = frame.open_len();
-                if len <= BATCH_ITEM
-                    && bytes + cost(len) <= self.batch_bytes
-                    && flow.try_reserve(cost(len))
+                if len <= BATCH_ITEM && bytes + cost(len) <= self.batch_bytes && cost(len) <= credit
                 {
                     frame.close_item();
                     bytes += cost(len);
+                    credit -= cost(len);
                 } else {
                     self.held = Some(frame.take_item());
                     break;
@@ -286,6 +295,7 @@ impl Batcher {
             Poll::Pending
         }));
         frame.discard_item();
+        flow.give_back(credit);
         match outcome {
             Ok(Poll::Pending) => {}
             outcome => self.end = Some(ended(self.id, outcome)),

@@ -13,9 +13,9 @@ use crate::transport::Parts;
 const CALL_ID: u8 = 1 << 3;
 /// Room kept before the items for the envelope's tag and the message length.
 const HEAD_ROOM: usize = 1 + 5;
-/// Room kept before an item for its length: two varint bytes cover every item up to
-/// [`ItemFrame::MAX_ITEM`].
-const LEN_ROOM: usize = 2;
+/// Room kept before an item for its length: one varint byte, enough for most items; a
+/// longer item moves up a byte to make room for a second.
+const LEN_ROOM: usize = 1;
 
 /// Encodes `Envelope { stream_item { call_id, items: [payload] } }` with the payload as its
 /// own buffer: for an item too large to batch, sent without a copy.
@@ -78,8 +78,7 @@ impl ItemFrame {
     pub(crate) fn open_item(&mut self) -> &mut BytesMut {
         debug_assert!(self.open.is_none(), "one item at a time");
         self.open = Some(self.buf.len());
-        self.buf.put_u8(STREAM_ITEM_PAYLOAD);
-        self.buf.put_bytes(0, LEN_ROOM);
+        self.buf.extend_from_slice(&[STREAM_ITEM_PAYLOAD, 0]);
         &mut self.buf
     }
 
@@ -95,11 +94,11 @@ impl ItemFrame {
         let len = self.buf.len() - start - 1 - LEN_ROOM;
         assert!(len <= Self::MAX_ITEM, "an item too large for a batch");
         if len < 0x80 {
-            // One length byte: the item moves back over the spare one.
             self.buf[start + 1] = len as u8;
-            self.buf.copy_within(start + 1 + LEN_ROOM.., start + 2);
-            self.buf.truncate(self.buf.len() - 1);
         } else {
+            // Two length bytes: the item moves up by one.
+            self.buf.put_u8(0);
+            self.buf.copy_within(start + 2..start + 2 + len, start + 3);
             self.buf[start + 1] = (len as u8 & 0x7f) | 0x80;
             self.buf[start + 2] = (len >> 7) as u8;
         }
@@ -181,6 +180,17 @@ impl ItemBatch {
 
     /// The item at or after `pos` in [`body`](Self::body), moving `pos` past it.
     pub(crate) fn next_item(&self, pos: &mut usize) -> Option<Range<usize>> {
+        // Most items are small ones from this crate's sender: a tag and one length byte.
+        if let Some(&[STREAM_ITEM_PAYLOAD, len, ..]) = self.body.get(*pos..)
+            && len < 0x80
+        {
+            let start = *pos + 2;
+            let end = start + usize::from(len);
+            if end <= self.body.len() {
+                *pos = end;
+                return Some(start..end);
+            }
+        }
         let mut rest = self.body.get(*pos..)?;
         let total = self.body.len();
         while !rest.is_empty() {
@@ -247,7 +257,15 @@ impl std::fmt::Display for BadItems {
     }
 }
 
+#[inline]
 fn varint(rest: &mut &[u8]) -> Result<u64, BadItems> {
+    // Most varints here are tags and the lengths of small items: one byte.
+    if let Some((&byte, after)) = rest.split_first()
+        && byte < 0x80
+    {
+        *rest = after;
+        return Ok(u64::from(byte));
+    }
     decode_varint(rest).map_err(|_| BadItems("a malformed varint"))
 }
 
@@ -260,6 +278,7 @@ enum Field {
 }
 
 /// Reads one field of a `StreamItem` message and moves past it.
+#[inline]
 fn next_field(rest: &mut &[u8]) -> Result<Field, BadItems> {
     let key = varint(rest)?;
     let field = key >> 3;
