@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::{ChildProc, Watchdog, report, rt, unique};
 use futures_util::{Stream, StreamExt};
-use localrpc::{Error, NamedService, Streaming};
+use localrpc::{Error, NamedService, Streaming, stream};
 
 #[localrpc::service]
 trait Streams {
@@ -446,5 +446,47 @@ fn items_larger_than_the_window_or_the_frame_limit() {
         }
         assert!(items.next().await.is_none());
         assert_eq!(client.ping(9).await.unwrap(), 9);
+    });
+}
+
+#[test]
+fn items_of_every_size_around_the_batching_limits_arrive_intact() {
+    let _wd = Watchdog::arm("items_of_every_size_around_the_batching_limits_arrive_intact");
+    let (_server, name) = start(stream::DEFAULT_WINDOW);
+    rt().block_on(async {
+        let client = connect(&name, stream::DEFAULT_WINDOW).await;
+        // Items are batched in place with a one- or two-byte length, up to 4 KiB each; a
+        // larger one travels alone. Every length across those edges, in one stream.
+        let sizes: Vec<u32> = (0..300)
+            .chain(4090..4110)
+            .chain(16_370..16_400)
+            .chain(0..300)
+            .collect();
+        let got: Vec<Vec<u8>> = client
+            .sizes(sizes.clone())
+            .await
+            .unwrap()
+            .map(|i| i.unwrap())
+            .collect()
+            .await;
+        assert_eq!(got.len(), sizes.len());
+        for (item, &size) in got.iter().zip(&sizes) {
+            assert_eq!(item.len(), size as usize);
+            assert!(
+                item.iter().all(|&b| b == 1),
+                "an item of {size} bytes changed"
+            );
+        }
+        // The same lengths from the client to the server and back.
+        let lines: Vec<String> = sizes.iter().map(|&n| "a".repeat(n as usize)).collect();
+        let back: Vec<String> = client
+            .shout(Streaming::from_iter(lines.clone()))
+            .await
+            .unwrap()
+            .map(|l| l.unwrap())
+            .collect()
+            .await;
+        let expected: Vec<String> = lines.iter().map(|l| l.to_uppercase()).collect();
+        assert!(back == expected, "lines changed on the way");
     });
 }

@@ -228,7 +228,7 @@ impl Streaming<Bytes> {
     pub(crate) fn decode_with<U: 'static>(
         self,
         decode: Decode<U>,
-        mut slow: impl FnMut(Bytes) -> Result<U, Error> + Send + 'static,
+        slow: impl FnMut(Bytes) -> Result<U, Error> + Send + 'static,
     ) -> Streaming<U> {
         match self.source {
             Source::Remote {
@@ -245,7 +245,7 @@ impl Streaming<Bytes> {
                 source,
                 flow: self.flow,
             }
-            .map_items(move |item| slow(item)),
+            .map_items(slow),
         }
     }
 

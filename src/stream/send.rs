@@ -198,7 +198,11 @@ pub(crate) async fn send_stream(
         }
         // More items that are ready now, small, and within the credit left and the batch.
         let bytes = cost(len);
-        std::future::poll_fn(|cx| Poll::Ready(batcher.gather(cx, &mut items, flow, bytes))).await;
+        std::future::poll_fn(|cx| {
+            batcher.gather(cx, &mut items, flow, bytes);
+            Poll::Ready(())
+        })
+        .await;
         let frame = batcher.frame.take().expect("a frame with an item").finish();
         if !sink.send(frame).await {
             return;
