@@ -80,13 +80,10 @@ pub fn encode_stream<T: Serialize + 'static>(items: Streaming<T>) -> Streaming<B
 
 /// Decodes each item of a stream received (where it lies in the frame that carried it).
 pub fn decode_stream<T: DeserializeOwned + 'static>(items: Streaming<Bytes>) -> Streaming<T> {
-    items.decode_with(
-        |body, range| {
-            let item = &body[range];
-            decoding_from(body, || decode(item)).map_err(Error::from)
-        },
-        |item| decoding_from(&item, || decode(&item)).map_err(Error::from),
-    )
+    items.decode_with(|body, range| {
+        let item = &body[range];
+        decoding_from(body, || decode(item)).map_err(Error::from)
+    })
 }
 
 /// The typed items of a stream, encoded as they are taken.

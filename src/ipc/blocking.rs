@@ -22,7 +22,7 @@
 //! assert_eq!(&buf, b"ping");
 //! # Ok(()) }
 //! ```
-use std::io::{self, IoSlice, IoSliceMut, Read, Write};
+use std::io;
 use std::net::SocketAddr;
 
 pub use super::pipe::blocking::{PipeReceiver, PipeSender, pipe};
@@ -156,33 +156,6 @@ pub struct RecvHalf {
 #[derive(Debug)]
 pub struct SendHalf {
     inner: either::BlockingSendHalf,
-}
-
-macro_rules! delegate_io {
-    ($($ty:ty: $($trait:ident),+;)+) => {$($(delegate_io!(@$trait $ty);)+)+};
-    (@Read $ty:ty) => {
-        impl Read for $ty {
-            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-                self.inner.read(buf)
-            }
-            fn read_vectored(&mut self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
-                self.inner.read_vectored(bufs)
-            }
-        }
-    };
-    (@Write $ty:ty) => {
-        impl Write for $ty {
-            fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-                self.inner.write(buf)
-            }
-            fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-                self.inner.write_vectored(bufs)
-            }
-            fn flush(&mut self) -> io::Result<()> {
-                self.inner.flush()
-            }
-        }
-    };
 }
 
 delegate_io! {

@@ -49,6 +49,37 @@
 //! server.await??;
 //! # Ok(()) }
 //! ```
+/// Implements `Read` and `Write` for blocking types by passing every call to their `inner`.
+macro_rules! delegate_io {
+    ($($ty:ty: $($trait:ident),+;)+) => {$($(delegate_io!(@$trait $ty);)+)+};
+    (@Read $ty:ty) => {
+        impl ::std::io::Read for $ty {
+            fn read(&mut self, buf: &mut [u8]) -> ::std::io::Result<usize> {
+                ::std::io::Read::read(&mut self.inner, buf)
+            }
+            fn read_vectored(
+                &mut self,
+                bufs: &mut [::std::io::IoSliceMut<'_>],
+            ) -> ::std::io::Result<usize> {
+                ::std::io::Read::read_vectored(&mut self.inner, bufs)
+            }
+        }
+    };
+    (@Write $ty:ty) => {
+        impl ::std::io::Write for $ty {
+            fn write(&mut self, buf: &[u8]) -> ::std::io::Result<usize> {
+                ::std::io::Write::write(&mut self.inner, buf)
+            }
+            fn write_vectored(&mut self, bufs: &[::std::io::IoSlice<'_>]) -> ::std::io::Result<usize> {
+                ::std::io::Write::write_vectored(&mut self.inner, bufs)
+            }
+            fn flush(&mut self) -> ::std::io::Result<()> {
+                ::std::io::Write::flush(&mut self.inner)
+            }
+        }
+    };
+}
+
 pub mod blocking;
 mod either;
 mod error;

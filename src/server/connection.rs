@@ -251,15 +251,8 @@ where
 
     /// Handles one frame; `false` ends the connection.
     fn on_frame(&mut self, frame: Bytes) -> bool {
-        if let Some(items) = wire::stream_items(&frame) {
-            match items {
-                Ok((id, items)) => self.on_items(id, items),
-                Err(e) => {
-                    let error = crate::Error::Protocol(format!("undecodable stream items: {e}"));
-                    self.config.connection_error(&error, self.peer);
-                    return false;
-                }
-            }
+        if let Some((id, items)) = wire::stream_items(&frame) {
+            self.on_items(id, items);
             return true;
         }
         let kind = match wire::Envelope::decode(frame) {

@@ -6,12 +6,13 @@ use std::time::Instant;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
+use super::catch::CatchUnwind;
 use crate::stream::{self, FrameSink, Link, SendFlow};
 use crate::transport::Parts;
 use crate::wire::{self, Code, envelope};
 
-/// Sends a handler's response stream within its deadline (a panic in it ends it as
-/// [`Code::Panicked`]).
+/// Sends a handler's response stream within its deadline. A panic in the stream, or in
+/// dropping it, ends it as [`Code::Panicked`] and leaves the connection serving.
 pub(super) async fn send_response_stream(
     id: u64,
     items: crate::Streaming<Bytes>,
@@ -21,18 +22,25 @@ pub(super) async fn send_response_stream(
     max_frame_len: usize,
 ) {
     let end_tx = out.0.clone();
-    let send = stream::send_stream(id, items, &flow, &mut out, max_frame_len);
-    if let Some(deadline) = deadline {
-        if tokio::time::timeout_at(deadline.into(), send)
-            .await
-            .is_err()
-        {
-            let status = wire::Status::new(Code::DeadlineExceeded, "deadline exceeded");
-            let _ = end_tx.send(stream::end_frame(id, Some(status)));
+    let send = async move {
+        let send = stream::send_stream(id, items, &flow, &mut out, max_frame_len);
+        match deadline {
+            Some(deadline) => tokio::time::timeout_at(deadline.into(), send).await.is_ok(),
+            None => {
+                send.await;
+                true
+            }
         }
-    } else {
-        send.await;
-    }
+    };
+    let status = match CatchUnwind(Box::pin(send)).await {
+        Ok(true) => return,
+        Ok(false) => wire::Status::new(Code::DeadlineExceeded, "deadline exceeded"),
+        Err(panic) => {
+            tracing::error!(call_id = id, panic = %panic, "response stream panicked");
+            wire::Status::new(Code::Panicked, panic)
+        }
+    };
+    let _ = end_tx.send(stream::end_frame(id, Some(status)));
 }
 
 /// Where a call's stream frames go: the driver, which writes them.

@@ -19,6 +19,7 @@ use bytes::{Bytes, BytesMut};
 use futures_core::Stream;
 
 use crate::Error;
+use crate::wire::ItemFrame;
 
 /// The default receive window of a stream, in bytes (see [`ITEM_OVERHEAD`]).
 pub const DEFAULT_WINDOW: u32 = 256 * 1024;
@@ -172,7 +173,10 @@ impl<T> Streaming<T> {
     /// assert_eq!(localrpc::Streaming::from_iter([1u8]).buffered_bytes(), 0);
     /// ```
     pub fn buffered_bytes(&self) -> usize {
-        self.flow.as_ref().map_or(0, |f| f.buffered())
+        match &self.source {
+            Source::Remote { incoming, .. } => incoming.buffered(),
+            _ => self.flow.as_ref().map_or(0, |f| f.buffered()),
+        }
     }
 
     pub(crate) fn from_results<S>(items: S, flow: Option<Arc<RecvFlow>>) -> Self
@@ -211,25 +215,22 @@ impl<T> Streaming<T> {
 
     /// Maps every item, keeping the receive accounting.
     pub(crate) fn map_items<U: 'static>(
-        self,
+        mut self,
         mut f: impl FnMut(T) -> Result<U, Error> + Send + 'static,
     ) -> Streaming<U>
     where
         T: 'static,
     {
         use futures_util::StreamExt;
-        let flow = self.flow.clone();
+        let flow = self.flow.take();
         Streaming::from_results(self.map(move |item| item.and_then(&mut f)), flow)
     }
 }
 
 impl Streaming<Bytes> {
-    /// The same items, decoded with `decode` (from items received as bytes).
-    pub(crate) fn decode_with<U: 'static>(
-        self,
-        decode: Decode<U>,
-        slow: impl FnMut(Bytes) -> Result<U, Error> + Send + 'static,
-    ) -> Streaming<U> {
+    /// The same items, decoded with `decode`: where they lie in the frame that carried them
+    /// for items from the peer, else one by one.
+    pub(crate) fn decode_with<U: 'static>(self, decode: Decode<U>) -> Streaming<U> {
         match self.source {
             Source::Remote {
                 incoming, guard, ..
@@ -245,26 +246,29 @@ impl Streaming<Bytes> {
                 source,
                 flow: self.flow,
             }
-            .map_items(slow),
+            .map_items(move |item| decode(&item, 0..item.len())),
         }
     }
 
-    /// Appends the next item's encoding to `buf` (the sender's frame): typed items are
-    /// encoded in place, without a buffer of their own.
+    /// The next item for a sender's `frame`. A typed item is encoded into it in place and
+    /// left open (`Ok(None)`); an item that is bytes already comes back as it is
+    /// (`Ok(Some(item))`), so that a large one goes out without a copy.
     pub(crate) fn poll_encode(
         &mut self,
         cx: &mut Context<'_>,
-        buf: &mut BytesMut,
-    ) -> Poll<Option<Result<(), Error>>> {
+        frame: &mut ItemFrame,
+    ) -> Poll<Option<Result<Option<Bytes>, Error>>> {
         match &mut self.source {
-            Source::Encoded(items) => items.poll_encode(cx, buf),
-            _ => Pin::new(self).poll_next(cx).map(|item| {
-                item.map(|item| {
-                    item.map(|bytes| {
-                        buf.extend_from_slice(&bytes);
-                    })
-                })
-            }),
+            Source::Encoded(items) => {
+                let next = items.poll_encode(cx, frame.open_item());
+                if !matches!(next, Poll::Ready(Some(Ok(())))) {
+                    frame.discard_item();
+                }
+                next.map(|item| item.map(|item| item.map(|()| None)))
+            }
+            _ => Pin::new(self)
+                .poll_next(cx)
+                .map(|item| item.map(|item| item.map(Some))),
         }
     }
 }

@@ -138,6 +138,11 @@ pub(crate) struct Incoming {
 }
 
 impl Incoming {
+    /// Bytes received and not yet taken.
+    pub(crate) fn buffered(&self) -> usize {
+        self.flow.buffered().saturating_sub(self.untold)
+    }
+
     /// The next item, decoded with `decode`.
     pub(crate) fn poll_item<T>(
         &mut self,
@@ -203,9 +208,7 @@ impl Incoming {
             }
         }
     }
-}
 
-impl Incoming {
     /// Accounts for an item of `len` bytes the consumer takes, granting credit back every
     /// half window.
     fn take(&mut self, len: usize) {
@@ -277,6 +280,21 @@ mod tests {
         fn abandon(&self, id: u64) {
             self.abandoned.lock().unwrap().push(id);
         }
+    }
+
+    #[tokio::test]
+    async fn buffered_bytes_count_each_item_taken_from_a_batch() {
+        let link = Arc::new(Recorder::default());
+        let (inbox, mut stream) = incoming(7, 1024, link.clone(), None);
+        inbox.items(ItemBatch::of(&[const { Bytes::from_static(&[1; 8]) }; 4])); // 24 each
+        for left in [72, 48, 24, 0] {
+            stream.next().await.unwrap().unwrap();
+            assert_eq!(stream.buffered_bytes(), left);
+        }
+        assert!(
+            link.grants.lock().unwrap().is_empty(),
+            "96 < half the window"
+        );
     }
 
     #[tokio::test]

@@ -135,6 +135,10 @@ const BATCH_ITEM: usize = 4096;
 const BATCH_BYTES: usize = 64 * 1024;
 /// The envelope of a frame of stream items, at most: tags and lengths.
 const FRAME_OVERHEAD: usize = 32;
+const _: () = assert!(
+    BATCH_ITEM <= ItemFrame::MAX_ITEM,
+    "batched items have room for their length"
+);
 
 /// Sends `items` as call `id`'s stream within the credit `flow` allows, then its end. Items
 /// that are ready at once, small, and within the credit are encoded together into one frame.
@@ -146,11 +150,12 @@ pub(crate) async fn send_stream(
     sink: &mut impl FrameSink,
     max_frame_len: usize,
 ) {
+    // Room for the envelope around the items.
+    let max_item = max_frame_len.saturating_sub(FRAME_OVERHEAD);
     let mut batcher = Batcher {
         id,
-        // Room for the envelope around the items.
-        max_item: max_frame_len.saturating_sub(FRAME_OVERHEAD),
-        batch_bytes: BATCH_BYTES.min(max_frame_len.saturating_sub(FRAME_OVERHEAD)),
+        max_item,
+        batch_bytes: BATCH_BYTES.min(max_item),
         frame: None,
         held: None,
         end: None,
@@ -179,9 +184,7 @@ pub(crate) async fn send_stream(
         if !flow.reserve(cost(len)).await {
             return;
         }
-        let frame = batcher
-            .frame
-            .get_or_insert_with(|| ItemFrame::new(id, BATCH_BYTES));
+        let frame = batcher.frame.get_or_insert_with(|| ItemFrame::new(id));
         if len > BATCH_ITEM {
             let item = match first {
                 Pulled::Held(item) => item,
@@ -211,11 +214,6 @@ pub(crate) async fn send_stream(
             break;
         }
     }
-    if let Some(frame) = batcher.frame.take().filter(|f| f.count() > 0) {
-        if !sink.send(frame.finish()).await {
-            return;
-        }
-    }
     sink.send(end_frame(id, batcher.end.flatten())).await;
 }
 
@@ -223,7 +221,7 @@ pub(crate) async fn send_stream(
 enum Pulled {
     /// Encoded in the frame, still open, of this length.
     Open(usize),
-    /// Pulled before, and held for this frame.
+    /// Already bytes: held from the last frame, or from a stream of bytes.
     Held(Bytes),
     /// No more: [`Batcher::end`] says how the stream ended.
     End,
@@ -248,17 +246,11 @@ impl Batcher {
         if self.end.is_some() {
             return Poll::Ready(Pulled::End);
         }
-        let frame = self
-            .frame
-            .get_or_insert_with(|| ItemFrame::new(self.id, BATCH_BYTES));
-        match catch_unwind(AssertUnwindSafe(|| {
-            items.poll_encode(cx, frame.open_item())
-        })) {
-            Ok(Poll::Ready(Some(Ok(())))) => Poll::Ready(Pulled::Open(frame.open_len())),
-            Ok(Poll::Pending) => {
-                frame.discard_item();
-                Poll::Pending
-            }
+        let frame = self.frame.get_or_insert_with(|| ItemFrame::new(self.id));
+        match catch_unwind(AssertUnwindSafe(|| items.poll_encode(cx, frame))) {
+            Ok(Poll::Ready(Some(Ok(None)))) => Poll::Ready(Pulled::Open(frame.open_len())),
+            Ok(Poll::Ready(Some(Ok(Some(item))))) => Poll::Ready(Pulled::Held(item)),
+            Ok(Poll::Pending) => Poll::Pending,
             outcome => {
                 frame.discard_item();
                 self.end = Some(ended(self.id, outcome));
@@ -281,9 +273,20 @@ impl Batcher {
         let mut credit = flow.take_all();
         let outcome = catch_unwind(AssertUnwindSafe(|| {
             while bytes < self.batch_bytes {
-                match items.poll_encode(cx, frame.open_item()) {
-                    Poll::Ready(Some(Ok(()))) => {}
+                match items.poll_encode(cx, frame) {
+                    Poll::Ready(Some(Ok(None))) => {}
+                    Poll::Ready(Some(Ok(Some(item)))) if item.len() <= BATCH_ITEM => {
+                        frame.open_item().extend_from_slice(&item);
+                    }
+                    Poll::Ready(Some(Ok(Some(item)))) => {
+                        self.held = Some(item);
+                        break;
+                    }
                     outcome => return outcome,
+                }
+                if frame.count() == 1 {
+                    // More than one item after all: room for a whole batch, once.
+                    frame.reserve(self.batch_bytes);
                 }
                 let len = frame.open_len();
                 if len <= BATCH_ITEM && bytes + cost(len) <= self.batch_bytes && cost(len) <= credit
@@ -308,9 +311,9 @@ impl Batcher {
 }
 
 /// How a stream ends after `outcome` of polling it: `None` for its end, else an abort.
-fn ended(
+fn ended<V>(
     id: u64,
-    outcome: std::thread::Result<Poll<Option<Result<(), Error>>>>,
+    outcome: std::thread::Result<Poll<Option<Result<V, Error>>>>,
 ) -> Option<wire::Status> {
     match outcome {
         Ok(Poll::Ready(None)) => None,
@@ -347,6 +350,45 @@ mod tests {
     fn poll_once<F: Future>(fut: Pin<&mut F>) -> Poll<F::Output> {
         let mut cx = Context::from_waker(Waker::noop());
         fut.poll(&mut cx)
+    }
+
+    /// Keeps the frames sent.
+    #[derive(Default)]
+    struct Frames(Vec<Parts>);
+
+    impl FrameSink for Frames {
+        async fn send(&mut self, frame: Parts) -> bool {
+            self.0.push(frame);
+            true
+        }
+    }
+
+    #[tokio::test]
+    async fn small_items_share_a_frame_and_a_large_one_goes_from_its_own_buffer() {
+        let large = Bytes::from(vec![7u8; 10_000]);
+        let small = |s: &'static [u8]| Bytes::from_static(s);
+        let items = vec![small(b"a"), small(b"b"), large.clone(), small(b"c")];
+        let flow = SendFlow::new(1 << 20);
+        let mut sink = Frames::default();
+        send_stream(5, Streaming::from_iter(items), &flow, &mut sink, 1 << 20).await;
+        let [first, alone, last, end] = &sink.0[..] else {
+            panic!("expected 4 frames, got {}", sink.0.len());
+        };
+        let items_of = |parts: &Parts| {
+            let frame: Bytes = [&parts.head[..], &parts.payload[..]].concat().into();
+            let (id, batch) = wire::stream_items(&frame).expect("a frame of items");
+            assert_eq!(id, 5);
+            batch.count()
+        };
+        assert_eq!(items_of(first), 2);
+        assert_eq!(items_of(alone), 1);
+        assert_eq!(
+            alone.payload.as_ptr(),
+            large.as_ptr(),
+            "the large item was copied"
+        );
+        assert_eq!(items_of(last), 1);
+        assert_eq!(end.head, end_frame(5, None).head);
     }
 
     #[tokio::test]

@@ -16,6 +16,9 @@ const HEAD_ROOM: usize = 1 + 5;
 /// Room kept before an item for its length: one varint byte, enough for most items; a
 /// longer item moves up a byte to make room for a second.
 const LEN_ROOM: usize = 1;
+/// What a new frame allocates: a frame often carries a single small item (a stream that
+/// sends now and then); one with more ready makes room for a whole batch.
+const INITIAL_CAPACITY: usize = 512;
 
 /// Encodes `Envelope { stream_item { call_id, items: [payload] } }` with the payload as its
 /// own buffer: for an item too large to batch, sent without a copy.
@@ -54,9 +57,9 @@ impl ItemFrame {
     /// The largest item a frame takes in place.
     pub(crate) const MAX_ITEM: usize = (1 << 14) - 1;
 
-    /// An empty frame for call `call_id` with room for `capacity` bytes of items.
-    pub(crate) fn new(call_id: u64, capacity: usize) -> ItemFrame {
-        let mut buf = BytesMut::with_capacity(HEAD_ROOM + 11 + capacity);
+    /// An empty frame for call `call_id`, with room for a small item.
+    pub(crate) fn new(call_id: u64) -> ItemFrame {
+        let mut buf = BytesMut::with_capacity(INITIAL_CAPACITY);
         buf.put_bytes(0, HEAD_ROOM);
         if call_id != 0 {
             buf.put_u8(CALL_ID);
@@ -67,6 +70,11 @@ impl ItemFrame {
             open: None,
             count: 0,
         }
+    }
+
+    /// Makes room for `additional` more bytes of items at once.
+    pub(crate) fn reserve(&mut self, additional: usize) {
+        self.buf.reserve(additional);
     }
 
     /// Items closed in the frame.
@@ -184,28 +192,17 @@ impl ItemBatch {
 
     /// The item at or after `pos` in [`body`](Self::body), moving `pos` past it.
     pub(crate) fn next_item(&self, pos: &mut usize) -> Option<Range<usize>> {
-        // Most items are small ones from this crate's sender: a tag and one length byte.
-        if let Some(&[STREAM_ITEM_PAYLOAD, len, ..]) = self.body.get(*pos..)
-            && len < 0x80
-        {
-            let start = *pos + 2;
-            let end = start + usize::from(len);
-            if end <= self.body.len() {
-                *pos = end;
-                return Some(start..end);
-            }
-        }
         let mut rest = self.body.get(*pos..)?;
         let total = self.body.len();
         while !rest.is_empty() {
             match next_field(&mut rest) {
-                Ok(Field::Item(len)) => {
+                Some(Field::Item(len)) => {
                     let end = total - rest.len();
                     *pos = end;
                     return Some(end - len..end);
                 }
-                Ok(Field::CallId(_) | Field::Other) => {}
-                Err(_) => break,
+                Some(Field::CallId(_) | Field::Other) => {}
+                None => break,
             }
         }
         *pos = total;
@@ -213,41 +210,21 @@ impl ItemBatch {
     }
 }
 
-/// If `frame` is an envelope of stream items, its call id and items; an error if it is one
-/// that does not decode.
-pub(crate) fn stream_items(frame: &Bytes) -> Option<Result<(u64, ItemBatch), BadItems>> {
-    if frame.first() != Some(&ENVELOPE_STREAM_ITEM) {
+/// If `frame` is an envelope of stream items as this crate's sender writes it (the one field
+/// of the envelope), its call id and items. Any other frame, well-formed or not, is left to
+/// the envelope's decoder.
+pub(crate) fn stream_items(frame: &Bytes) -> Option<(u64, ItemBatch)> {
+    let mut rest = frame.strip_prefix(&[ENVELOPE_STREAM_ITEM])?;
+    if varint(&mut rest)? != rest.len() as u64 {
         return None;
     }
-    Some(parse(frame))
-}
-
-fn parse(frame: &Bytes) -> Result<(u64, ItemBatch), BadItems> {
-    let mut rest = &frame[1..];
-    let len = varint(&mut rest)?;
-    if len != rest.len() as u64 {
-        return Err(BadItems(
-            "a stream item envelope whose length is not the frame's",
-        ));
-    }
-    let body = frame.slice(frame.len() - rest.len()..);
     let mut batch = ItemBatch {
-        body: Bytes::new(),
+        body: frame.slice(frame.len() - rest.len()..),
         count: 0,
         len: 0,
     };
     let mut call_id = 0;
     while !rest.is_empty() {
-        // Most items are small ones from this crate's sender: a tag and one length byte.
-        if let &[STREAM_ITEM_PAYLOAD, len, ref after @ ..] = rest
-            && len < 0x80
-            && usize::from(len) <= after.len()
-        {
-            batch.count += 1;
-            batch.len += usize::from(len);
-            rest = &after[usize::from(len)..];
-            continue;
-        }
         match next_field(&mut rest)? {
             Field::CallId(id) => call_id = id,
             Field::Item(len) => {
@@ -257,30 +234,19 @@ fn parse(frame: &Bytes) -> Result<(u64, ItemBatch), BadItems> {
             Field::Other => {}
         }
     }
-    batch.body = body;
-    Ok((call_id, batch))
-}
-
-/// Why a frame of stream items does not decode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct BadItems(&'static str);
-
-impl std::fmt::Display for BadItems {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.0)
-    }
+    Some((call_id, batch))
 }
 
 #[inline]
-fn varint(rest: &mut &[u8]) -> Result<u64, BadItems> {
+fn varint(rest: &mut &[u8]) -> Option<u64> {
     // Most varints here are tags and the lengths of small items: one byte.
     if let Some((&byte, after)) = rest.split_first()
         && byte < 0x80
     {
         *rest = after;
-        return Ok(u64::from(byte));
+        return Some(u64::from(byte));
     }
-    decode_varint(rest).map_err(|_| BadItems("a malformed varint"))
+    decode_varint(rest).ok()
 }
 
 enum Field {
@@ -293,13 +259,21 @@ enum Field {
 
 /// Reads one field of a `StreamItem` message and moves past it.
 #[inline]
-fn next_field(rest: &mut &[u8]) -> Result<Field, BadItems> {
+fn next_field(rest: &mut &[u8]) -> Option<Field> {
+    // Most fields are small items from this crate's sender: a tag and one length byte.
+    if let &[STREAM_ITEM_PAYLOAD, len, ref after @ ..] = *rest
+        && len < 0x80
+        && let Some(beyond) = after.get(usize::from(len)..)
+    {
+        *rest = beyond;
+        return Some(Field::Item(usize::from(len)));
+    }
     let key = varint(rest)?;
     let field = key >> 3;
     let skip = match key & 7 {
         0 => {
             let value = varint(rest)?;
-            return Ok(if field == 1 {
+            return Some(if field == 1 {
                 Field::CallId(value)
             } else {
                 Field::Other
@@ -308,13 +282,13 @@ fn next_field(rest: &mut &[u8]) -> Result<Field, BadItems> {
         1 => 8,
         2 => usize::try_from(varint(rest)?).unwrap_or(usize::MAX),
         5 => 4,
-        _ => return Err(BadItems("a field of an unsupported wire type")),
+        _ => return None, // groups: not in this message
     };
     if skip > rest.len() {
-        return Err(BadItems("a field that runs past the frame"));
+        return None;
     }
     *rest = &rest[skip..];
-    Ok(if field == 2 && key & 7 == 2 {
+    Some(if field == 2 && key & 7 == 2 {
         Field::Item(skip)
     } else {
         Field::Other
@@ -346,7 +320,7 @@ mod tests {
                 .iter()
                 .map(|&n| Bytes::from(vec![n as u8; n]))
                 .collect();
-            let mut frame = ItemFrame::new(id, 1024);
+            let mut frame = ItemFrame::new(id);
             for item in &items {
                 frame.open_item().extend_from_slice(item);
                 assert_eq!(frame.open_len(), item.len());
@@ -366,7 +340,7 @@ mod tests {
                     items: items.clone(),
                 }))
             );
-            let (call_id, batch) = stream_items(&bytes).unwrap().unwrap();
+            let (call_id, batch) = stream_items(&bytes).unwrap();
             assert_eq!(call_id, id);
             assert_eq!(batch.count(), items.len());
             assert_eq!(batch.len(), items.iter().map(Bytes::len).sum::<usize>());
@@ -375,7 +349,7 @@ mod tests {
     }
 
     #[test]
-    fn a_frame_from_another_encoder_reads_the_same_and_a_broken_one_is_an_error() {
+    fn a_frame_from_another_encoder_reads_the_same_and_others_go_to_the_envelope_decoder() {
         // Fields in another order, and a field this version does not know.
         let mut body = BytesMut::new();
         prost::encoding::bytes::encode(2, &Bytes::from_static(b"one"), &mut body);
@@ -387,20 +361,31 @@ mod tests {
         encode_varint(body.len() as u64, &mut frame);
         frame.extend_from_slice(&body);
         let frame = frame.freeze();
-        let (id, batch) = stream_items(&frame).unwrap().unwrap();
+        let (id, batch) = stream_items(&frame).unwrap();
         assert_eq!(id, 42);
         assert_eq!(items_of(&batch), [&b"one"[..], &b"two"[..]]);
+        let items = vec![Bytes::from_static(b"one"), Bytes::from_static(b"two")];
+        let expected = Some(envelope::Kind::StreamItem(StreamItem {
+            call_id: 42,
+            items,
+        }));
 
+        // A valid envelope with another field after the items is not read in place, but
+        // decodes as the same message.
+        let mut longer = BytesMut::from(&frame[..]);
+        prost::encoding::uint64::encode(15, &1, &mut longer);
+        assert!(stream_items(&longer.clone().freeze()).is_none());
+        assert_eq!(Envelope::decode(&longer[..]).unwrap().kind, expected);
+
+        // Broken frames are not read in place, and the envelope's decoder refuses them.
         let truncated = frame.slice(..frame.len() - 1);
-        assert!(stream_items(&truncated).unwrap().is_err());
         let mut overlong = BytesMut::from(&frame[..]);
         overlong[1] += 1;
-        assert!(stream_items(&overlong.freeze()).unwrap().is_err());
-        assert!(
-            stream_items(&Bytes::from_static(&[ENVELOPE_STREAM_ITEM, 2, 0x13, 0]))
-                .unwrap()
-                .is_err()
-        );
+        let group = Bytes::from_static(&[ENVELOPE_STREAM_ITEM, 2, 0x13, 0]);
+        for broken in [truncated, overlong.freeze(), group] {
+            assert!(stream_items(&broken).is_none());
+            assert!(Envelope::decode(&broken[..]).is_err());
+        }
         assert!(stream_items(&Bytes::from_static(b"\x0a\x00")).is_none());
     }
 
@@ -420,7 +405,7 @@ mod tests {
                     items: vec![payload.clone()]
                 }))
             );
-            let (call_id, batch) = stream_items(&bytes).unwrap().unwrap();
+            let (call_id, batch) = stream_items(&bytes).unwrap();
             assert_eq!((call_id, items_of(&batch)), (id, vec![payload]));
         }
     }

@@ -86,15 +86,8 @@ async fn read_loop<R: AsyncRead + Unpin>(mut reader: FrameReader<R>, conn: Weak<
             None if conn.going_away.load(Ordering::Acquire) => break Closed::ShutDown,
             None => break Closed::Lost("the server closed the connection".into()),
         };
-        if let Some(items) = wire::stream_items(&frame) {
-            match items {
-                Ok((id, items)) => conn.on_items(id, items),
-                Err(e) => {
-                    break Closed::Lost(
-                        format!("undecodable stream items from the server: {e}").into(),
-                    );
-                }
-            }
+        if let Some((id, items)) = wire::stream_items(&frame) {
+            conn.on_items(id, items);
             continue;
         }
         let kind = match wire::Envelope::decode(frame) {

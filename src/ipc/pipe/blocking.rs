@@ -1,11 +1,11 @@
 //! The blocking ends of unnamed pipes and FIFOs, re-exported from `ipc::blocking`.
 use std::fs::File;
-use std::io::{self, IoSlice, IoSliceMut, Read, Write};
+use std::io;
 use std::process::Stdio;
 
 use crate::os;
 
-/// The blocking writing end of a pipe or FIFO ([`Write`]).
+/// The blocking writing end of a pipe or FIFO ([`Write`](std::io::Write)).
 ///
 /// Created by [`pipe`], by [`ipc::pipe_with_blocking_sender`](crate::ipc::pipe_with_blocking_sender),
 /// or by opening a FIFO (Unix). It converts into [`Stdio`] to become a child process's stdout or
@@ -19,7 +19,7 @@ pub struct PipeSender {
     pub(crate) inner: File,
 }
 
-/// The blocking reading end of a pipe or FIFO ([`Read`]).
+/// The blocking reading end of a pipe or FIFO ([`Read`](std::io::Read)).
 ///
 /// Created by [`pipe`], by
 /// [`ipc::pipe_with_blocking_receiver`](crate::ipc::pipe_with_blocking_receiver), or by opening
@@ -73,28 +73,9 @@ pub fn pipe() -> io::Result<(PipeSender, PipeReceiver)> {
     Ok((PipeSender { inner: tx }, PipeReceiver { inner: rx }))
 }
 
-impl Write for PipeSender {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.inner.write(buf)
-    }
-
-    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        self.inner.write_vectored(bufs)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
-}
-
-impl Read for PipeReceiver {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.inner.read(buf)
-    }
-
-    fn read_vectored(&mut self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
-        self.inner.read_vectored(bufs)
-    }
+delegate_io! {
+    PipeSender: Write;
+    PipeReceiver: Read;
 }
 
 impl From<PipeSender> for Stdio {
