@@ -320,18 +320,10 @@ impl Connection {
         }
     }
 
-    /// Queues a frame and writes it without waiting: here if the socket takes it at once
-    /// (a credit grant, a cancel), else from another task.
+    /// Queues a frame and has it written from another task.
     fn write_later(self: &Arc<Self>, frame: Parts) {
         self.writer.push(frame);
-        let mut pump = std::pin::pin!(self.writer.pump());
-        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-        match pump.as_mut().poll(&mut cx) {
-            std::task::Poll::Ready(Ok(())) => {}
-            std::task::Poll::Ready(Err(e)) => (self.on_write_error())(e),
-            // What the dropped pump left in the writer's buffer is finished by the task.
-            std::task::Poll::Pending => pump_later(self.writer.clone(), self.on_write_error()),
-        }
+        pump_later(self.writer.clone(), self.on_write_error());
     }
 
     /// Waits for the reply of a call [`start`](Self::start)ed.
