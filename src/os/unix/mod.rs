@@ -8,6 +8,7 @@ mod linux;
 mod pipe;
 mod socket;
 pub(crate) mod spawn;
+mod stream;
 
 pub(crate) use cred::peer_credentials;
 pub(crate) use pipe::{

@@ -4,8 +4,12 @@ use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
+
 use super::bind::{self, SocketFile};
 use super::dir;
+use super::stream::register;
 use crate::ipc::{ConnectOptions, Error, ListenerOptions};
 use crate::name::Repr;
 use crate::{Endpoint, Name};
@@ -42,9 +46,7 @@ impl ListenerOptions {
     }
 }
 
-pub(crate) type Stream = tokio::net::UnixStream;
-pub(crate) type RecvHalf = tokio::net::unix::OwnedReadHalf;
-pub(crate) type SendHalf = tokio::net::unix::OwnedWriteHalf;
+pub(crate) use super::stream::{RecvHalf, SendHalf, Stream};
 pub(crate) type BlockingStream = UnixStream;
 
 pub(crate) type BlockingRecvHalf = UnixStream;
@@ -62,7 +64,7 @@ pub(crate) fn split_blocking(
 
 #[derive(Debug)]
 pub(crate) struct Listener {
-    inner: tokio::net::UnixListener,
+    inner: AsyncFd<UnixListener>,
     endpoint: Endpoint,
     _file: Option<SocketFile>,
 }
@@ -73,7 +75,7 @@ impl Listener {
         let inner = bound
             .listener
             .set_nonblocking(true)
-            .and_then(|()| tokio::net::UnixListener::from_std(bound.listener))
+            .and_then(|()| register(bound.listener, Interest::READABLE))
             .map_err(|e| Error::from_io("bind", &bound.endpoint, e))?;
         Ok(Listener {
             inner,
@@ -83,7 +85,13 @@ impl Listener {
     }
 
     pub(crate) async fn accept(&self) -> io::Result<Stream> {
-        self.inner.accept().await.map(|(stream, _)| stream)
+        loop {
+            let mut ready = self.inner.readable().await?;
+            match ready.try_io(|listener| listener.get_ref().accept()) {
+                Ok(accepted) => return Stream::from_std(accepted?.0),
+                Err(_would_block) => continue,
+            }
+        }
     }
 
     pub(crate) fn endpoint(&self) -> &Endpoint {
@@ -137,6 +145,7 @@ pub(crate) async fn connect(name: &Name, _opts: &ConnectOptions) -> Result<Strea
     let (endpoint, target) = connect_target(name)?;
     tokio::net::UnixStream::connect(OsStr::from_bytes(&target))
         .await
+        .and_then(|stream| Stream::from_std(stream.into_std()?))
         .map_err(|e| Error::from_io("connect", &endpoint, e))
 }
 

@@ -93,7 +93,6 @@ impl Pending {
     /// copy of the child's end, so that the child's death ends the stream.
     pub(crate) async fn established(self, _child_pid: u32) -> io::Result<Stream> {
         drop(self.theirs);
-        self.ours.set_nonblocking(true)?;
         Stream::from_std(self.ours)
     }
 }
@@ -135,8 +134,5 @@ pub(crate) async fn parent_stream(value: &str) -> Result<Stream, String> {
             io::Error::last_os_error()
         ));
     }
-    stream
-        .set_nonblocking(true)
-        .and_then(|()| Stream::from_std(stream))
-        .map_err(|e| format!("cannot register descriptor {fd}: {e}"))
+    Stream::from_std(stream).map_err(|e| format!("cannot register descriptor {fd}: {e}"))
 }
