@@ -13,7 +13,7 @@ use criterion::{BenchmarkId, Criterion, Throughput};
 mod raw;
 
 use localrpc::codec::Blob;
-use localrpc::ipc::{self, LocalStream};
+use localrpc::ipc;
 use serde_bytes::ByteBuf;
 
 /// The echo service under test.
@@ -242,9 +242,7 @@ fn latency(c: &mut Criterion) {
     let rt = runtime();
     {
         let server = ServerProc::start("raw-tokio");
-        let mut s = rt
-            .block_on(LocalStream::connect(server.name.as_str()))
-            .unwrap();
+        let mut s = rt.block_on(raw::connect(&server.name));
         g.bench_function("raw_tokio", |b| {
             b.iter_custom(|iters| rt.block_on(raw::pingpong(&mut s, &payload, iters)))
         });
@@ -317,9 +315,7 @@ fn bulk(c: &mut Criterion) {
     let rt = runtime();
     let raw = ServerProc::start("raw-tokio");
     let rpc = ServerProc::start("rpc");
-    let mut s = rt
-        .block_on(LocalStream::connect(raw.name.as_str()))
-        .unwrap();
+    let mut s = rt.block_on(raw::connect(&raw.name));
     let client = rt.block_on(EchoClient::connect(rpc.name.as_str())).unwrap();
     for size in [1usize << 20, 16 << 20] {
         g.throughput(Throughput::Bytes(size as u64));
@@ -346,7 +342,7 @@ fn connect(c: &mut Criterion) {
             rt.block_on(async {
                 let start = Instant::now();
                 for _ in 0..iters {
-                    let mut s = LocalStream::connect(raw.name.as_str()).await.unwrap();
+                    let mut s = raw::connect(&raw.name).await;
                     raw::pingpong(&mut s, &payload, 1).await;
                 }
                 start.elapsed()
@@ -383,59 +379,57 @@ fn percentile(v: &mut [Duration], p: f64) -> Duration {
 }
 
 fn summary() {
-    if std::env::args().any(|a| a == "--list" || a == "--test") {
+    // Listing, testing and profiling (`--profile-time`) want criterion's cases only.
+    if std::env::args().any(|a| a == "--list" || a == "--test" || a == "--profile-time") {
         return;
     }
     let rt = runtime();
-    let n = 20_000;
     println!("\nsummary (this run; ratio = localrpc / raw tokio, lower is better for times)");
-    // Latency: per-call samples for p50 and p99.
+    // Latency: per-call samples for p50 and p99, the cases taking turns in rounds of 500
+    // calls, so that the machine's slow and fast moments fall on all of them alike.
     let payload = vec![7u8; 16];
     let raw = ServerProc::start("raw-tokio");
-    let mut s = rt
-        .block_on(LocalStream::connect(raw.name.as_str()))
-        .unwrap();
-    let mut raw_samples: Vec<Duration> = (0..n)
-        .map(|_| rt.block_on(raw::pingpong(&mut s, &payload, 1)))
-        .collect();
+    let mut s = rt.block_on(raw::connect(&raw.name));
     let std_srv = ServerProc::start("raw-std");
     let mut ss = ipc::blocking::LocalStream::connect(std_srv.name.as_str()).unwrap();
-    let mut std_samples: Vec<Duration> = (0..n)
-        .map(|_| raw_std_pingpong(&mut ss, &payload, 1))
-        .collect();
     let rpc = ServerProc::start("rpc");
     let client = rt.block_on(EchoClient::connect(rpc.name.as_str())).unwrap();
     let bytes = ByteBuf::from(payload.clone());
-    let mut rpc_samples: Vec<Duration> = (0..n)
-        .map(|_| rt.block_on(rpc_calls(&client, &bytes, 1)))
-        .collect();
     let blocking = EchoBlockingClient::connect(rpc.name.as_str()).unwrap();
-    let mut blocking_samples: Vec<Duration> = (0..n)
-        .map(|_| rpc_blocking_calls(&blocking, &bytes, 1))
-        .collect();
     // How much of a blocking client's gap to raw std is the Tokio server's: the raw std
     // client against the raw Tokio server (same framing).
     let mut sr = ipc::blocking::LocalStream::connect(raw.name.as_str()).unwrap();
-    let mut std_tokio_samples: Vec<Duration> = (0..n)
-        .map(|_| raw_std_pingpong(&mut sr, &payload, 1))
-        .collect();
     let sync_srv = ServerProc::start("rpc-sync");
     let sync_client = EchoBlockingClient::connect(sync_srv.name.as_str()).unwrap();
-    let mut sync_samples: Vec<Duration> = (0..n)
-        .map(|_| rpc_blocking_calls(&sync_client, &bytes, 1))
-        .collect();
-    let (r50, r99) = (
-        percentile(&mut raw_samples, 0.5),
-        percentile(&mut raw_samples, 0.99),
-    );
-    let (s50, s99) = (
-        percentile(&mut std_samples, 0.5),
-        percentile(&mut std_samples, 0.99),
-    );
-    let (l50, l99) = (
-        percentile(&mut rpc_samples, 0.5),
-        percentile(&mut rpc_samples, 0.99),
-    );
+    let mut cases: Vec<Box<dyn FnMut() -> Duration + '_>> = vec![
+        Box::new(|| rt.block_on(raw::pingpong(&mut s, &payload, 1))),
+        Box::new(|| raw_std_pingpong(&mut ss, &payload, 1)),
+        Box::new(|| rt.block_on(rpc_calls(&client, &bytes, 1))),
+        Box::new(|| rpc_blocking_calls(&blocking, &bytes, 1)),
+        Box::new(|| raw_std_pingpong(&mut sr, &payload, 1)),
+        Box::new(|| rpc_blocking_calls(&sync_client, &bytes, 1)),
+    ];
+    let mut samples = vec![Vec::with_capacity(20_000); cases.len()];
+    for _round in 0..40 {
+        for (case, out) in cases.iter_mut().zip(&mut samples) {
+            out.extend((0..500).map(|_| case()));
+        }
+    }
+    drop(cases);
+    let [
+        raw_samples,
+        std_samples,
+        rpc_samples,
+        blocking_samples,
+        std_tokio_samples,
+        sync_samples,
+    ] = &mut samples[..]
+    else {
+        unreachable!()
+    };
+    let (r50, r99) = (percentile(raw_samples, 0.5), percentile(raw_samples, 0.99));
+    let (s50, s99) = (percentile(std_samples, 0.5), percentile(std_samples, 0.99));
+    let (l50, l99) = (percentile(rpc_samples, 0.5), percentile(rpc_samples, 0.99));
     println!("latency 16 B   raw tokio p50 {r50:>9.1?} p99 {r99:>9.1?}");
     println!("latency 16 B   raw std   p50 {s50:>9.1?} p99 {s99:>9.1?}");
     println!(
@@ -443,21 +437,21 @@ fn summary() {
         l50.as_secs_f64() / r50.as_secs_f64()
     );
     let (b50, b99) = (
-        percentile(&mut blocking_samples, 0.5),
-        percentile(&mut blocking_samples, 0.99),
+        percentile(blocking_samples, 0.5),
+        percentile(blocking_samples, 0.99),
     );
     println!(
         "latency 16 B   localrpc blocking client p50 {b50:>9.1?} p99 {b99:>9.1?}   ratio p50 to raw std {:.2}",
         b50.as_secs_f64() / s50.as_secs_f64()
     );
-    let t50 = percentile(&mut std_tokio_samples, 0.5);
+    let t50 = percentile(std_tokio_samples, 0.5);
     println!(
         "latency 16 B   raw std client, raw tokio server p50 {t50:>9.1?}   ratio p50 to raw std {:.2}",
         t50.as_secs_f64() / s50.as_secs_f64()
     );
     let (y50, y99) = (
-        percentile(&mut sync_samples, 0.5),
-        percentile(&mut sync_samples, 0.99),
+        percentile(sync_samples, 0.5),
+        percentile(sync_samples, 0.99),
     );
     println!(
         "latency 16 B   localrpc blocking client, blocking::serve server p50 {y50:>9.1?} p99 {y99:>9.1?}   ratio p50 to raw std {:.2}",
@@ -549,7 +543,7 @@ fn summary() {
             .map(|_| {
                 rt.block_on(async {
                     let t = Instant::now();
-                    let mut s = LocalStream::connect(raw.name.as_str()).await.unwrap();
+                    let mut s = raw::connect(&raw.name).await;
                     raw::pingpong(&mut s, &payload, 1).await;
                     t.elapsed().as_secs_f64()
                 })

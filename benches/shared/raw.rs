@@ -1,19 +1,38 @@
-//! The raw baseline shared by the benchmarks: length-prefixed echo over a Tokio local socket,
-//! one call in flight per connection, written as a careful hand-rolled client and server
-//! would be.
+//! The raw baseline shared by the benchmarks: length-prefixed echo over Tokio's own Unix
+//! socket (`tokio::net`, not localrpc's), one call in flight per connection, written as a
+//! careful hand-rolled client and server would be.
 #![allow(dead_code, reason = "each bench uses the part it needs")]
 
+use std::os::unix::fs::DirBuilderExt;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use localrpc::ipc::{LocalListener, LocalStream};
+use localrpc::{Endpoint, Name};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{UnixListener, UnixStream};
+
+/// The socket file a localrpc name stands for: both baselines live at the same kind of
+/// address as localrpc's servers.
+pub(crate) fn path(name: &str) -> PathBuf {
+    match name.parse::<Name>().unwrap().endpoint().unwrap() {
+        Endpoint::Path(path) => path,
+        other => panic!("the raw baseline needs a socket file, not {other}"),
+    }
+}
 
 /// Server: binds `name`, calls `ready`, then echoes every frame, one task per connection.
 pub(crate) async fn serve(name: &str, ready: impl FnOnce()) {
-    let listener = LocalListener::bind(name).unwrap();
+    let path = path(name);
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path.parent().unwrap())
+        .unwrap();
+    let _ = std::fs::remove_file(&path);
+    let listener = UnixListener::bind(&path).unwrap();
     ready();
     loop {
-        let mut s = listener.accept().await.unwrap();
+        let (mut s, _) = listener.accept().await.unwrap();
         tokio::spawn(async move {
             let mut buf = Vec::new();
             while let Ok(n) = read_frame(&mut s, &mut buf).await {
@@ -26,18 +45,18 @@ pub(crate) async fn serve(name: &str, ready: impl FnOnce()) {
 }
 
 /// Opens one connection to a raw server.
-pub(crate) async fn connect(name: &str) -> LocalStream {
-    LocalStream::connect(name).await.unwrap()
+pub(crate) async fn connect(name: &str) -> UnixStream {
+    UnixStream::connect(path(name)).await.unwrap()
 }
 
-async fn read_frame(s: &mut LocalStream, buf: &mut Vec<u8>) -> std::io::Result<usize> {
+async fn read_frame(s: &mut UnixStream, buf: &mut Vec<u8>) -> std::io::Result<usize> {
     let n = s.read_u32_le().await? as usize;
     buf.resize(n, 0);
     s.read_exact(&mut buf[..n]).await?;
     Ok(n)
 }
 
-async fn write_frame(s: &mut LocalStream, data: &[u8]) -> std::io::Result<()> {
+async fn write_frame(s: &mut UnixStream, data: &[u8]) -> std::io::Result<()> {
     // One write for header and payload.
     let mut out = Vec::with_capacity(4 + data.len());
     out.extend_from_slice(&(data.len() as u32).to_le_bytes());
@@ -46,7 +65,7 @@ async fn write_frame(s: &mut LocalStream, data: &[u8]) -> std::io::Result<()> {
 }
 
 /// `iters` sequential ping-pongs on one connection.
-pub(crate) async fn pingpong(s: &mut LocalStream, payload: &[u8], iters: u64) -> Duration {
+pub(crate) async fn pingpong(s: &mut UnixStream, payload: &[u8], iters: u64) -> Duration {
     let mut buf = Vec::new();
     let start = Instant::now();
     for _ in 0..iters {

@@ -2,7 +2,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use localrpc::ipc::LocalStream;
+use tokio::net::UnixStream;
 
 pub(crate) use crate::shared_raw::pingpong;
 
@@ -17,7 +17,7 @@ pub(crate) async fn serve(path: &Path) {
 }
 
 /// Opens one connection to a raw server.
-pub(crate) async fn connect(path: &Path) -> LocalStream {
+pub(crate) async fn connect(path: &Path) -> UnixStream {
     crate::shared_raw::connect(&name(path)).await
 }
 
