@@ -373,6 +373,20 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// Runs the cases in turn, `rounds` times, and gives the median of each.
+fn interleaved_medians<const N: usize>(
+    rounds: usize,
+    mut cases: [&mut dyn FnMut() -> f64; N],
+) -> [f64; N] {
+    let mut results: [Vec<f64>; N] = std::array::from_fn(|_| Vec::with_capacity(rounds));
+    for _ in 0..rounds {
+        for (case, out) in cases.iter_mut().zip(&mut results) {
+            out.push(case());
+        }
+    }
+    results.map(median)
+}
+
 fn percentile(v: &mut [Duration], p: f64) -> Duration {
     v.sort();
     v[((v.len() as f64 - 1.0) * p) as usize]
@@ -457,7 +471,8 @@ fn summary() {
         "latency 16 B   localrpc blocking client, blocking::serve server p50 {y50:>9.1?} p99 {y99:>9.1?}   ratio p50 to raw std {:.2}",
         y50.as_secs_f64() / s50.as_secs_f64()
     );
-    // Throughput: calls per second, 5 rounds each, median.
+    // The other cases also take turns, raw and localrpc round by round, for the same reason.
+    // Throughput: calls per second, median of 7 rounds.
     let mt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -465,70 +480,54 @@ fn summary() {
         .unwrap();
     let calls = 50_000u64;
     let small = vec![7u8; 32];
-    let raw_tp = median(
-        (0..5)
-            .map(|_| {
+    let client_mt = mt.block_on(EchoClient::connect(rpc.name.as_str())).unwrap();
+    let small_bytes = ByteBuf::from(small.clone());
+    let [raw_tp, rpc_tp] = interleaved_medians(
+        7,
+        [
+            &mut || {
                 calls as f64
                     / mt.block_on(raw::many(&raw.name, 64, &small, calls))
                         .as_secs_f64()
-            })
-            .collect(),
-    );
-    let client_mt = mt.block_on(EchoClient::connect(rpc.name.as_str())).unwrap();
-    let small_bytes = ByteBuf::from(small.clone());
-    let rpc_tp = median(
-        (0..5)
-            .map(|_| {
+            },
+            &mut || {
                 calls as f64
                     / mt.block_on(rpc_pipelined(&client_mt, &small_bytes, 64, calls))
                         .as_secs_f64()
-            })
-            .collect(),
+            },
+        ],
     );
     println!("throughput     raw tokio (64 connections) {raw_tp:>10.0} calls/s");
     println!(
         "throughput     localrpc (1 connection)    {rpc_tp:>10.0} calls/s   ratio {:.2}",
         rpc_tp / raw_tp
     );
-    // Bulk: MiB/s, median of 5.
+    // Bulk: MiB/s of 3 echoes, median of 7 rounds.
     let blob_srv = ServerProc::start("rpc-blob");
     let blob_client = rt
         .block_on(BlobEchoClient::connect(blob_srv.name.as_str()))
         .unwrap();
     for size in [1usize << 20, 16 << 20] {
         let p = vec![7u8; size - 64];
-        let raw_mb = median(
-            (0..5)
-                .map(|_| {
-                    let d = rt.block_on(raw::pingpong(&mut s, &p, 3));
-                    3.0 * size as f64 / (1 << 20) as f64 / d.as_secs_f64()
-                })
-                .collect(),
-        );
-        let pb = ByteBuf::from(p);
-        let rpc_mb = median(
-            (0..5)
-                .map(|_| {
-                    let d = rt.block_on(rpc_calls(&client, &pb, 3));
-                    3.0 * size as f64 / (1 << 20) as f64 / d.as_secs_f64()
-                })
-                .collect(),
-        );
-        let blob = Blob::from(pb.into_vec());
-        let blob_mb = median(
-            (0..5)
-                .map(|_| {
-                    let d = rt.block_on(async {
+        let pb = ByteBuf::from(p.clone());
+        let blob = Blob::from(p.clone());
+        let mib_s = |d: Duration| 3.0 * size as f64 / (1 << 20) as f64 / d.as_secs_f64();
+        let [raw_mb, rpc_mb, blob_mb] = interleaved_medians(
+            7,
+            [
+                &mut || mib_s(rt.block_on(raw::pingpong(&mut s, &p, 3))),
+                &mut || mib_s(rt.block_on(rpc_calls(&client, &pb, 3))),
+                &mut || {
+                    mib_s(rt.block_on(async {
                         let start = Instant::now();
                         for _ in 0..3 {
                             let back = blob_client.echo(blob.clone()).await.unwrap();
                             assert_eq!(back.len(), blob.len());
                         }
                         start.elapsed()
-                    });
-                    3.0 * size as f64 / (1 << 20) as f64 / d.as_secs_f64()
-                })
-                .collect(),
+                    }))
+                },
+            ],
         );
         println!(
             "bulk {:>2} MiB    raw tokio {raw_mb:>8.0} MiB/s   localrpc {rpc_mb:>8.0} MiB/s   ratio {:.2}   with Blob {blob_mb:>8.0} MiB/s   ratio {:.2}",
@@ -537,30 +536,27 @@ fn summary() {
             blob_mb / raw_mb
         );
     }
-    // Connect + first call.
-    let raw_c = median(
-        (0..200)
-            .map(|_| {
+    // Connect + first call, median of 300 each.
+    let [raw_c, rpc_c] = interleaved_medians(
+        300,
+        [
+            &mut || {
                 rt.block_on(async {
                     let t = Instant::now();
                     let mut s = raw::connect(&raw.name).await;
                     raw::pingpong(&mut s, &payload, 1).await;
                     t.elapsed().as_secs_f64()
                 })
-            })
-            .collect(),
-    );
-    let rpc_c = median(
-        (0..200)
-            .map(|_| {
+            },
+            &mut || {
                 rt.block_on(async {
                     let t = Instant::now();
                     let c = EchoClient::connect(rpc.name.as_str()).await.unwrap();
                     c.echo(bytes.clone()).await.unwrap();
                     t.elapsed().as_secs_f64()
                 })
-            })
-            .collect(),
+            },
+        ],
     );
     println!(
         "connect+call   raw tokio {:>8.1} µs   localrpc {:>8.1} µs   ratio {:.2}",
