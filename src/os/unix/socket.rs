@@ -143,10 +143,79 @@ fn connect_target(name: &Name) -> Result<(Endpoint, Vec<u8>), Error> {
 
 pub(crate) async fn connect(name: &Name, _opts: &ConnectOptions) -> Result<Stream, Error> {
     let (endpoint, target) = connect_target(name)?;
-    tokio::net::UnixStream::connect(OsStr::from_bytes(&target))
+    connect_stream(&target)
         .await
-        .and_then(|stream| Stream::from_std(stream.into_std()?))
         .map_err(|e| Error::from_io("connect", &endpoint, e))
+}
+
+/// Linux and Android: a non-blocking connect that a local socket completes at once (or
+/// refuses), so the stream is ready without the reactor turn Tokio's connect waits for
+/// writability with, nor its registration for write events that the stream drops again.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+async fn connect_stream(target: &[u8]) -> io::Result<Stream> {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    // SAFETY: `sockaddr_un` is plain old data, valid when zeroed.
+    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    // A path needs room for its terminating NUL; an abstract name (leading NUL) does not.
+    let nul = usize::from(target.first() != Some(&0));
+    if target.len() + nul > addr.sun_path.len() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "socket address longer than sun_path",
+        ));
+    }
+    for (to, from) in addr.sun_path.iter_mut().zip(target) {
+        *to = *from as libc::c_char;
+    }
+    let len = std::mem::offset_of!(libc::sockaddr_un, sun_path) + target.len() + nul;
+    // SAFETY: socket has no memory preconditions; it returns a new descriptor or -1.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_UNIX,
+            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            0,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a fresh descriptor that nothing else owns.
+    let sock = UnixStream::from(unsafe { OwnedFd::from_raw_fd(fd) });
+    loop {
+        // SAFETY: `addr` is a valid `sockaddr_un` whose first `len` bytes are the address.
+        let rc = unsafe {
+            libc::connect(
+                fd,
+                (&raw const addr).cast::<libc::sockaddr>(),
+                len as libc::socklen_t,
+            )
+        };
+        if rc == 0 {
+            return Stream::from_std(sock);
+        }
+        let e = io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::EINTR) => continue,
+            // Not what Linux does for local sockets, but wait as the contract allows.
+            Some(libc::EINPROGRESS) => break,
+            // A full backlog (EAGAIN), nobody listening, no such file: as Tokio reports them.
+            _ => return Err(e),
+        }
+    }
+    let pending = super::stream::register(sock, tokio::io::Interest::WRITABLE)?;
+    pending.writable().await?.retain_ready();
+    let sock = pending.into_inner();
+    match sock.take_error()? {
+        Some(e) => Err(e),
+        None => Stream::from_std(sock),
+    }
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+async fn connect_stream(target: &[u8]) -> io::Result<Stream> {
+    let stream = tokio::net::UnixStream::connect(OsStr::from_bytes(target)).await?;
+    Stream::from_std(stream.into_std()?)
 }
 
 pub(crate) fn connect_blocking(
