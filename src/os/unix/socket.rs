@@ -4,12 +4,9 @@ use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 
-use tokio::io::Interest;
-use tokio::io::unix::AsyncFd;
-
 use super::bind::{self, SocketFile};
 use super::dir;
-use super::stream::register;
+use super::stream::{Accepting, from_std};
 use crate::ipc::{ConnectOptions, Error, ListenerOptions};
 use crate::name::Repr;
 use crate::{Endpoint, Name};
@@ -64,7 +61,7 @@ pub(crate) fn split_blocking(
 
 #[derive(Debug)]
 pub(crate) struct Listener {
-    inner: AsyncFd<UnixListener>,
+    inner: Accepting,
     endpoint: Endpoint,
     _file: Option<SocketFile>,
 }
@@ -72,10 +69,7 @@ pub(crate) struct Listener {
 impl Listener {
     pub(crate) fn bind(name: &Name, opts: &ListenerOptions) -> Result<Listener, Error> {
         let bound = bind::bind(name, opts.os.mode, opts.reclaim)?;
-        let inner = bound
-            .listener
-            .set_nonblocking(true)
-            .and_then(|()| register(bound.listener, Interest::READABLE))
+        let inner = Accepting::new(bound.listener)
             .map_err(|e| Error::from_io("bind", &bound.endpoint, e))?;
         Ok(Listener {
             inner,
@@ -85,13 +79,7 @@ impl Listener {
     }
 
     pub(crate) async fn accept(&self) -> io::Result<Stream> {
-        loop {
-            let mut ready = self.inner.readable().await?;
-            match ready.try_io(|listener| listener.get_ref().accept()) {
-                Ok(accepted) => return Stream::from_std(accepted?.0),
-                Err(_would_block) => continue,
-            }
-        }
+        self.inner.accept().await
     }
 
     pub(crate) fn endpoint(&self) -> &Endpoint {
@@ -151,7 +139,10 @@ pub(crate) async fn connect(name: &Name, _opts: &ConnectOptions) -> Result<Strea
 /// Linux and Android: a non-blocking connect that a local socket completes at once (or
 /// refuses), so the stream is ready without the reactor turn Tokio's connect waits for
 /// writability with, nor its registration for write events that the stream drops again.
-#[cfg(any(target_os = "linux", target_os = "android"))]
+#[cfg(all(
+    not(mio_unsupported_force_poll_poll),
+    any(target_os = "linux", target_os = "android")
+))]
 async fn connect_stream(target: &[u8]) -> io::Result<Stream> {
     use std::os::fd::{FromRawFd, OwnedFd};
     // SAFETY: `sockaddr_un` is plain old data, valid when zeroed.
@@ -192,7 +183,7 @@ async fn connect_stream(target: &[u8]) -> io::Result<Stream> {
             )
         };
         if rc == 0 {
-            return Stream::from_std(sock);
+            return from_std(sock);
         }
         let e = io::Error::last_os_error();
         match e.raw_os_error() {
@@ -203,19 +194,23 @@ async fn connect_stream(target: &[u8]) -> io::Result<Stream> {
             _ => return Err(e),
         }
     }
-    let pending = super::stream::register(sock, tokio::io::Interest::WRITABLE)?;
+    // SAFETY: a `UnixStream` keeps its descriptor open and the same until dropped.
+    let pending = unsafe { super::stream::register(sock, tokio::io::Interest::WRITABLE)? };
     pending.writable().await?.retain_ready();
     let sock = pending.into_inner();
     match sock.take_error()? {
         Some(e) => Err(e),
-        None => Stream::from_std(sock),
+        None => from_std(sock),
     }
 }
 
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
+#[cfg(any(
+    mio_unsupported_force_poll_poll,
+    not(any(target_os = "linux", target_os = "android"))
+))]
 async fn connect_stream(target: &[u8]) -> io::Result<Stream> {
     let stream = tokio::net::UnixStream::connect(OsStr::from_bytes(target)).await?;
-    Stream::from_std(stream.into_std()?)
+    from_std(stream.into_std()?)
 }
 
 pub(crate) fn connect_blocking(

@@ -93,7 +93,7 @@ impl Pending {
     /// copy of the child's end, so that the child's death ends the stream.
     pub(crate) async fn established(self, _child_pid: u32) -> io::Result<Stream> {
         drop(self.theirs);
-        Stream::from_std(self.ours)
+        super::stream::from_std(self.ours)
     }
 }
 
@@ -134,5 +134,5 @@ pub(crate) async fn parent_stream(value: &str) -> Result<Stream, String> {
             io::Error::last_os_error()
         ));
     }
-    Stream::from_std(stream).map_err(|e| format!("cannot register descriptor {fd}: {e}"))
+    super::stream::from_std(stream).map_err(|e| format!("cannot register descriptor {fd}: {e}"))
 }

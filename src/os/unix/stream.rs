@@ -11,7 +11,7 @@ use std::io::{self, IoSlice, Write};
 use std::mem::MaybeUninit;
 use std::net::Shutdown;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::net::UnixStream as StdStream;
+use std::os::unix::net::{UnixListener, UnixStream as StdStream};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
@@ -57,7 +57,8 @@ impl Stream {
     pub(crate) fn from_std(stream: StdStream) -> io::Result<Stream> {
         stream.set_nonblocking(true)?;
         let runtime = Handle::try_current().map_err(io::Error::other)?;
-        let fd = register(stream, Interest::READABLE)?;
+        // SAFETY: a `UnixStream` keeps its descriptor open and the same until dropped.
+        let fd = unsafe { register(stream, Interest::READABLE)? };
         Ok(Stream {
             shared: Arc::new(Shared { fd, runtime }),
             space: WriteSpace::default(),
@@ -130,9 +131,13 @@ impl Shared {
         mut write: impl FnMut(&StdStream) -> io::Result<usize>,
     ) -> Poll<io::Result<usize>> {
         let sock = self.fd.get_ref();
+        // The first attempt does not ask the reactor, so it takes from the task's budget
+        // itself, as Tokio's own streams do: a writer never blocked must still yield.
+        let coop = ready!(tokio::task::coop::poll_proceed(cx));
         loop {
             match write(sock) {
                 Ok(n) => {
+                    coop.made_progress();
                     if n == len {
                         // Whole at the first attempt: stop listening for write space.
                         space.0 = None;
@@ -147,7 +152,17 @@ impl Shared {
         loop {
             let waiter = match &mut space.0 {
                 Some(waiter) => waiter,
-                None => space.0.insert(self.register_write_space()?),
+                None => match self.register_write_space() {
+                    Ok(waiter) => space.0.insert(waiter),
+                    // Out of descriptors (a process at its limit): rather than fail the
+                    // write, try again after the other tasks have had their turn.
+                    Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => {
+                        tracing::debug!(error = %e, "no descriptor to wait for write space; retrying");
+                        cx.waker().wake_by_ref();
+                        return Poll::Pending;
+                    }
+                    Err(e) => return Poll::Ready(Err(e)),
+                },
             };
             let mut guard = ready!(waiter.poll_write_ready(cx))?;
             match guard.try_io(|_| write(sock)) {
@@ -161,26 +176,58 @@ impl Shared {
     /// A duplicate of the socket's descriptor, registered for write events. Registering
     /// reports the present state, so space freed since the blocked write is not missed.
     fn register_write_space(&self) -> io::Result<AsyncFd<OwnedFd>> {
+        // At 3 or above: in a process whose standard streams are closed, a duplicate at 1 or
+        // 2 would take what the process prints into the socket.
         // SAFETY: F_DUPFD_CLOEXEC on a descriptor we own returns a new descriptor or -1.
-        let dup = unsafe { libc::fcntl(self.fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0) };
+        let dup = unsafe { libc::fcntl(self.fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 3) };
         if dup < 0 {
             return Err(io::Error::last_os_error());
         }
         // SAFETY: `dup` is a fresh descriptor that nothing else owns.
         let dup = unsafe { OwnedFd::from_raw_fd(dup) };
         let _entered = self.runtime.enter();
-        register(dup, Interest::WRITABLE)
+        // SAFETY: an `OwnedFd` keeps its descriptor open and the same until it is dropped.
+        unsafe { register(dup, Interest::WRITABLE) }
     }
 }
 
-/// Registers a descriptor the caller owns with the current runtime's reactor.
-pub(super) fn register<T: AsRawFd + Into<OwnedFd>>(
-    io: T,
-    interest: Interest,
-) -> io::Result<AsyncFd<T>> {
-    // SAFETY: `io` owns its descriptor (the bound says so), and the `AsyncFd` owns `io`
-    // until it is dropped, so the descriptor stays open and the same for that long.
+/// Registers a descriptor with the current runtime's reactor.
+///
+/// # Safety
+/// `io` must own its descriptor and keep it open, and the same, for as long as it lives
+/// (as `OwnedFd`, `UnixStream` and `UnixListener` do).
+pub(super) unsafe fn register<T: AsRawFd>(io: T, interest: Interest) -> io::Result<AsyncFd<T>> {
+    // SAFETY: the caller's promise is the one `register_with_interest` asks for.
     unsafe { AsyncFd::register_with_interest(io, interest) }.map_err(io::Error::from)
+}
+
+/// Registers a connected socket with the current runtime; it is made non-blocking.
+pub(crate) fn from_std(stream: StdStream) -> io::Result<Stream> {
+    Stream::from_std(stream)
+}
+
+/// A listening socket registered for incoming connections.
+#[derive(Debug)]
+pub(crate) struct Accepting(AsyncFd<UnixListener>);
+
+impl Accepting {
+    /// Registers a listening socket with the current runtime; it is made non-blocking.
+    pub(crate) fn new(listener: UnixListener) -> io::Result<Accepting> {
+        listener.set_nonblocking(true)?;
+        // SAFETY: a `UnixListener` keeps its descriptor open and the same until dropped.
+        unsafe { register(listener, Interest::READABLE) }.map(Accepting)
+    }
+
+    /// Waits for the next connection.
+    pub(crate) async fn accept(&self) -> io::Result<Stream> {
+        loop {
+            let mut ready = self.0.readable().await?;
+            match ready.try_io(|listener| listener.get_ref().accept()) {
+                Ok(accepted) => return Stream::from_std(accepted?.0),
+                Err(_would_block) => continue,
+            }
+        }
+    }
 }
 
 fn recv(fd: RawFd, buf: &mut [MaybeUninit<u8>]) -> io::Result<usize> {
