@@ -10,37 +10,24 @@ mod socket;
 pub(crate) mod spawn;
 // Where Tokio's reactor is edge-triggered (epoll, kqueue), streams register for write events
 // only while a write blocks; elsewhere (and when mio is built to use poll(2) everywhere) they
-// are Tokio's own. The lists are mio's.
-#[cfg(all(
-    not(mio_unsupported_force_poll_poll),
+// are Tokio's own. The list is mio's.
+#[cfg_attr(
     any(
-        target_os = "linux",
-        target_os = "android",
-        target_os = "illumos",
-        target_os = "redox",
-        target_vendor = "apple",
-        target_os = "freebsd",
-        target_os = "netbsd",
-        target_os = "openbsd",
-        target_os = "dragonfly",
-    )
-))]
-mod stream;
-#[cfg(any(
-    mio_unsupported_force_poll_poll,
-    not(any(
-        target_os = "linux",
-        target_os = "android",
-        target_os = "illumos",
-        target_os = "redox",
-        target_vendor = "apple",
-        target_os = "freebsd",
-        target_os = "netbsd",
-        target_os = "openbsd",
-        target_os = "dragonfly",
-    ))
-))]
-#[path = "stream_tokio.rs"]
+        mio_unsupported_force_poll_poll,
+        not(any(
+            target_os = "linux",
+            target_os = "android",
+            target_os = "illumos",
+            target_os = "redox",
+            target_vendor = "apple",
+            target_os = "freebsd",
+            target_os = "netbsd",
+            target_os = "openbsd",
+            target_os = "dragonfly",
+        ))
+    ),
+    path = "stream_tokio.rs"
+)]
 mod stream;
 
 pub(crate) use cred::peer_credentials;

@@ -6,7 +6,7 @@ use std::os::unix::net::{UnixListener, UnixStream};
 
 use super::bind::{self, SocketFile};
 use super::dir;
-use super::stream::{Accepting, from_std};
+use super::stream::Accepting;
 use crate::ipc::{ConnectOptions, Error, ListenerOptions};
 use crate::name::Repr;
 use crate::{Endpoint, Name};
@@ -136,9 +136,10 @@ pub(crate) async fn connect(name: &Name, _opts: &ConnectOptions) -> Result<Strea
         .map_err(|e| Error::from_io("connect", &endpoint, e))
 }
 
-/// Linux and Android: a non-blocking connect that a local socket completes at once (or
-/// refuses), so the stream is ready without the reactor turn Tokio's connect waits for
-/// writability with, nor its registration for write events that the stream drops again.
+/// Linux and Android: a non-blocking connect, which for a local socket completes at once or
+/// fails (a full backlog with `EAGAIN`, as Tokio reports it too; never `EINPROGRESS`), so the
+/// stream is ready without the reactor turn Tokio's connect waits for writability with, nor
+/// its registration for write events that the stream would drop again.
 #[cfg(all(
     not(mio_unsupported_force_poll_poll),
     any(target_os = "linux", target_os = "android")
@@ -173,35 +174,18 @@ async fn connect_stream(target: &[u8]) -> io::Result<Stream> {
     }
     // SAFETY: `fd` is a fresh descriptor that nothing else owns.
     let sock = UnixStream::from(unsafe { OwnedFd::from_raw_fd(fd) });
-    loop {
-        // SAFETY: `addr` is a valid `sockaddr_un` whose first `len` bytes are the address.
-        let rc = unsafe {
-            libc::connect(
-                fd,
-                (&raw const addr).cast::<libc::sockaddr>(),
-                len as libc::socklen_t,
-            )
-        };
-        if rc == 0 {
-            return from_std(sock);
-        }
-        let e = io::Error::last_os_error();
-        match e.raw_os_error() {
-            Some(libc::EINTR) => continue,
-            // Not what Linux does for local sockets, but wait as the contract allows.
-            Some(libc::EINPROGRESS) => break,
-            // A full backlog (EAGAIN), nobody listening, no such file: as Tokio reports them.
-            _ => return Err(e),
-        }
+    // SAFETY: `addr` is a valid `sockaddr_un` whose first `len` bytes are the address.
+    let rc = unsafe {
+        libc::connect(
+            fd,
+            (&raw const addr).cast::<libc::sockaddr>(),
+            len as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
     }
-    // SAFETY: a `UnixStream` keeps its descriptor open and the same until dropped.
-    let pending = unsafe { super::stream::register(sock, tokio::io::Interest::WRITABLE)? };
-    pending.writable().await?.retain_ready();
-    let sock = pending.into_inner();
-    match sock.take_error()? {
-        Some(e) => Err(e),
-        None => from_std(sock),
-    }
+    super::stream::from_nonblocking(sock)
 }
 
 #[cfg(any(
@@ -210,7 +194,7 @@ async fn connect_stream(target: &[u8]) -> io::Result<Stream> {
 ))]
 async fn connect_stream(target: &[u8]) -> io::Result<Stream> {
     let stream = tokio::net::UnixStream::connect(OsStr::from_bytes(target)).await?;
-    from_std(stream.into_std()?)
+    super::stream::from_std(stream.into_std()?)
 }
 
 pub(crate) fn connect_blocking(

@@ -53,18 +53,6 @@ pub(crate) struct SendHalf {
 }
 
 impl Stream {
-    /// Registers a connected socket with the current runtime; it is made non-blocking.
-    pub(crate) fn from_std(stream: StdStream) -> io::Result<Stream> {
-        stream.set_nonblocking(true)?;
-        let runtime = Handle::try_current().map_err(io::Error::other)?;
-        // SAFETY: a `UnixStream` keeps its descriptor open and the same until dropped.
-        let fd = unsafe { register(stream, Interest::READABLE)? };
-        Ok(Stream {
-            shared: Arc::new(Shared { fd, runtime }),
-            space: WriteSpace::default(),
-        })
-    }
-
     /// Splits into halves that can be used from different tasks.
     pub(crate) fn into_split(self) -> (RecvHalf, SendHalf) {
         let recv = RecvHalf {
@@ -131,23 +119,24 @@ impl Shared {
         mut write: impl FnMut(&StdStream) -> io::Result<usize>,
     ) -> Poll<io::Result<usize>> {
         let sock = self.fd.get_ref();
-        // The first attempt does not ask the reactor, so it takes from the task's budget
-        // itself, as Tokio's own streams do: a writer never blocked must still yield.
-        let coop = ready!(tokio::task::coop::poll_proceed(cx));
-        loop {
-            match write(sock) {
-                Ok(n) => {
-                    coop.made_progress();
-                    if n == len {
-                        // Whole at the first attempt: stop listening for write space.
-                        space.0 = None;
+        // Whether this write goes through without waiting: if whole, stop listening.
+        let mut at_once = true;
+        if space.0.is_none() {
+            // Nothing listens for write space: try at once. This does not ask the reactor,
+            // so it takes from the task's budget itself, as Tokio's own streams do.
+            let coop = ready!(tokio::task::coop::poll_proceed(cx));
+            loop {
+                match write(sock) {
+                    Ok(n) => {
+                        coop.made_progress();
+                        return Poll::Ready(Ok(n));
                     }
-                    return Poll::Ready(Ok(n));
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) => return Poll::Ready(Err(e)),
                 }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) => return Poll::Ready(Err(e)),
             }
+            at_once = false;
         }
         loop {
             let waiter = match &mut space.0 {
@@ -164,11 +153,19 @@ impl Shared {
                     Err(e) => return Poll::Ready(Err(e)),
                 },
             };
-            let mut guard = ready!(waiter.poll_write_ready(cx))?;
-            match guard.try_io(|_| write(sock)) {
+            // The guard clears stale readiness when the write would block, so a socket that
+            // is still full costs one attempt, not two.
+            let attempt = ready!(waiter.poll_write_ready(cx))?.try_io(|_| write(sock));
+            match attempt {
+                Ok(Ok(n)) => {
+                    if at_once && n == len {
+                        space.0 = None;
+                    }
+                    return Poll::Ready(Ok(n));
+                }
                 Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Ok(result) => return Poll::Ready(result),
-                Err(_would_block) => continue,
+                Ok(Err(e)) => return Poll::Ready(Err(e)),
+                Err(_would_block) => at_once = false,
             }
         }
     }
@@ -196,14 +193,26 @@ impl Shared {
 /// # Safety
 /// `io` must own its descriptor and keep it open, and the same, for as long as it lives
 /// (as `OwnedFd`, `UnixStream` and `UnixListener` do).
-pub(super) unsafe fn register<T: AsRawFd>(io: T, interest: Interest) -> io::Result<AsyncFd<T>> {
+unsafe fn register<T: AsRawFd>(io: T, interest: Interest) -> io::Result<AsyncFd<T>> {
     // SAFETY: the caller's promise is the one `register_with_interest` asks for.
     unsafe { AsyncFd::register_with_interest(io, interest) }.map_err(io::Error::from)
 }
 
 /// Registers a connected socket with the current runtime; it is made non-blocking.
 pub(crate) fn from_std(stream: StdStream) -> io::Result<Stream> {
-    Stream::from_std(stream)
+    stream.set_nonblocking(true)?;
+    from_nonblocking(stream)
+}
+
+/// Registers a connected socket that is non-blocking already.
+pub(super) fn from_nonblocking(stream: StdStream) -> io::Result<Stream> {
+    let runtime = Handle::try_current().map_err(io::Error::other)?;
+    // SAFETY: a `UnixStream` keeps its descriptor open and the same until dropped.
+    let fd = unsafe { register(stream, Interest::READABLE)? };
+    Ok(Stream {
+        shared: Arc::new(Shared { fd, runtime }),
+        space: WriteSpace::default(),
+    })
 }
 
 /// A listening socket registered for incoming connections.
@@ -223,7 +232,7 @@ impl Accepting {
         loop {
             let mut ready = self.0.readable().await?;
             match ready.try_io(|listener| listener.get_ref().accept()) {
-                Ok(accepted) => return Stream::from_std(accepted?.0),
+                Ok(accepted) => return from_std(accepted?.0),
                 Err(_would_block) => continue,
             }
         }
@@ -307,7 +316,7 @@ mod tests {
 
     fn pair() -> (Stream, Stream) {
         let (a, b) = StdStream::pair().unwrap();
-        (Stream::from_std(a).unwrap(), Stream::from_std(b).unwrap())
+        (from_std(a).unwrap(), from_std(b).unwrap())
     }
 
     #[tokio::test]
