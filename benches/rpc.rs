@@ -43,10 +43,15 @@ impl BlobEcho for EchoImpl {
 }
 
 const ROLE: &str = "LOCALRPC_BENCH_ROLE";
+/// The CPU a server process is to run on, if set.
+const CPU: &str = "LOCALRPC_BENCH_CPU";
 
 fn main() {
     if let Ok(role) = std::env::var(ROLE) {
         let name = std::env::var("LOCALRPC_BENCH_NAME").unwrap();
+        if let Ok(cpu) = std::env::var(CPU) {
+            placement::pin(cpu.parse().unwrap());
+        }
         return serve(&role, &name);
     }
     let mut c = Criterion::default().configure_from_args();
@@ -145,8 +150,17 @@ struct ServerProc {
 
 impl ServerProc {
     fn start(role: &str) -> ServerProc {
+        Self::start_on(role, None)
+    }
+
+    /// A server process whose threads all run on `cpu`, if given.
+    fn start_on(role: &str, cpu: Option<usize>) -> ServerProc {
         let name = format!("lrbench-{role}-{}-{}", std::process::id(), fastrand());
-        let mut child = Command::new(std::env::current_exe().unwrap())
+        let mut command = Command::new(std::env::current_exe().unwrap());
+        if let Some(cpu) = cpu {
+            command.env(CPU, cpu.to_string());
+        }
+        let mut child = command
             .env(ROLE, role)
             .env("LOCALRPC_BENCH_NAME", &name)
             .stdout(Stdio::piped())
@@ -205,6 +219,15 @@ fn rpc_blocking_calls(c: &EchoBlockingClient, payload: &ByteBuf, iters: u64) -> 
 }
 
 async fn rpc_calls(c: &EchoClient, payload: &ByteBuf, iters: u64) -> Duration {
+    let start = Instant::now();
+    for _ in 0..iters {
+        let back = c.echo(payload.clone()).await.unwrap();
+        assert_eq!(back.len(), payload.len());
+    }
+    start.elapsed()
+}
+
+async fn blob_calls(c: &BlobEchoClient, payload: &Blob, iters: u64) -> Duration {
     let start = Instant::now();
     for _ in 0..iters {
         let back = c.echo(payload.clone()).await.unwrap();
@@ -315,17 +338,25 @@ fn bulk(c: &mut Criterion) {
     let rt = runtime();
     let raw = ServerProc::start("raw-tokio");
     let rpc = ServerProc::start("rpc");
+    let blob_srv = ServerProc::start("rpc-blob");
     let mut s = rt.block_on(raw::connect(&raw.name));
     let client = rt.block_on(EchoClient::connect(rpc.name.as_str())).unwrap();
+    let blob_client = rt
+        .block_on(BlobEchoClient::connect(blob_srv.name.as_str()))
+        .unwrap();
     for size in [1usize << 20, 16 << 20] {
         g.throughput(Throughput::Bytes(size as u64));
         let payload = vec![7u8; size - 64]; // leave room for the envelope under 16 MiB
         g.bench_with_input(BenchmarkId::new("raw_tokio", size), &payload, |b, p| {
             b.iter_custom(|iters| rt.block_on(raw::pingpong(&mut s, p, iters)))
         });
+        let blob = Blob::from(payload.clone());
         let payload = ByteBuf::from(payload);
         g.bench_with_input(BenchmarkId::new("localrpc", size), &payload, |b, p| {
             b.iter_custom(|iters| rt.block_on(rpc_calls(&client, p, iters)))
+        });
+        g.bench_with_input(BenchmarkId::new("localrpc_blob", size), &blob, |b, p| {
+            b.iter_custom(|iters| rt.block_on(blob_calls(&blob_client, p, iters)))
         });
     }
     g.finish();
@@ -502,40 +533,49 @@ fn summary() {
         "throughput     localrpc (1 connection)    {rpc_tp:>10.0} calls/s   ratio {:.2}",
         rpc_tp / raw_tp
     );
-    // Bulk: MiB/s of 3 echoes, median of 7 rounds.
-    let blob_srv = ServerProc::start("rpc-blob");
-    let blob_client = rt
-        .block_on(BlobEchoClient::connect(blob_srv.name.as_str()))
+    // Bulk: MiB/s per round of 16 echoes of 1 MiB or 3 of 16 MiB, median of 9 rounds; on
+    // two CPUs, the client on one and the servers on the other (see `placement`).
+    let cpus = placement::two_cpus();
+    let server_cpu = cpus.map(|(_, server)| server);
+    let raw_b = ServerProc::start_on("raw-tokio", server_cpu);
+    let rpc_b = ServerProc::start_on("rpc", server_cpu);
+    let blob_b = ServerProc::start_on("rpc-blob", server_cpu);
+    let mut raw_s = rt.block_on(raw::connect(&raw_b.name));
+    let rpc_client = rt
+        .block_on(EchoClient::connect(rpc_b.name.as_str()))
         .unwrap();
-    for size in [1usize << 20, 16 << 20] {
-        let p = vec![7u8; size - 64];
-        let pb = ByteBuf::from(p.clone());
-        let blob = Blob::from(p.clone());
-        let mib_s = |d: Duration| 3.0 * size as f64 / (1 << 20) as f64 / d.as_secs_f64();
-        let [raw_mb, rpc_mb, blob_mb] = interleaved_medians(
-            7,
-            [
-                &mut || mib_s(rt.block_on(raw::pingpong(&mut s, &p, 3))),
-                &mut || mib_s(rt.block_on(rpc_calls(&client, &pb, 3))),
-                &mut || {
-                    mib_s(rt.block_on(async {
-                        let start = Instant::now();
-                        for _ in 0..3 {
-                            let back = blob_client.echo(blob.clone()).await.unwrap();
-                            assert_eq!(back.len(), blob.len());
-                        }
-                        start.elapsed()
-                    }))
-                },
-            ],
-        );
-        println!(
-            "bulk {:>2} MiB    raw tokio {raw_mb:>8.0} MiB/s   localrpc {rpc_mb:>8.0} MiB/s   ratio {:.2}   with Blob {blob_mb:>8.0} MiB/s   ratio {:.2}",
-            size >> 20,
-            rpc_mb / raw_mb,
-            blob_mb / raw_mb
-        );
+    let blob_client = rt
+        .block_on(BlobEchoClient::connect(blob_b.name.as_str()))
+        .unwrap();
+    let mut bulk = || {
+        for size in [1usize << 20, 16 << 20] {
+            let p = vec![7u8; size - 64];
+            let pb = ByteBuf::from(p.clone());
+            let blob = Blob::from(p.clone());
+            let echoes = (16usize << 20).div_ceil(size).max(3) as u64;
+            let mib_s =
+                |d: Duration| (echoes * size as u64) as f64 / (1 << 20) as f64 / d.as_secs_f64();
+            let [raw_mb, rpc_mb, blob_mb] = interleaved_medians(
+                9,
+                [
+                    &mut || mib_s(rt.block_on(raw::pingpong(&mut raw_s, &p, echoes))),
+                    &mut || mib_s(rt.block_on(rpc_calls(&rpc_client, &pb, echoes))),
+                    &mut || mib_s(rt.block_on(blob_calls(&blob_client, &blob, echoes))),
+                ],
+            );
+            println!(
+                "bulk {:>2} MiB    raw tokio {raw_mb:>8.0} MiB/s   localrpc {rpc_mb:>8.0} MiB/s   ratio {:.2}   with Blob {blob_mb:>8.0} MiB/s   ratio {:.2}",
+                size >> 20,
+                rpc_mb / raw_mb,
+                blob_mb / raw_mb
+            );
+        }
+    };
+    match cpus {
+        Some((client_cpu, _)) => placement::pinned(client_cpu, bulk),
+        None => bulk(),
     }
+    drop((raw_s, rpc_client, blob_client, raw_b, rpc_b, blob_b));
     // Connect + first call, median of 300 each.
     let [raw_c, rpc_c] = interleaved_medians(
         300,
@@ -565,6 +605,78 @@ fn summary() {
         rpc_c / raw_c
     );
     idle_memory(&mt);
+}
+
+/// Where the processes of a case run. On two CPUs, the scheduler places a client and its
+/// server on the same CPU in some runs and on two in others, and a bulk echo's speed depends
+/// on which; fixing the placement (client on one CPU, server on the other) makes runs
+/// comparable. Linux only; elsewhere, and when this process may use one CPU only (as under
+/// `taskset -c 0`), nothing is moved.
+mod placement {
+    /// Two CPUs this process may use: one for the client, one for the servers.
+    #[cfg(target_os = "linux")]
+    pub(crate) fn two_cpus() -> Option<(usize, usize)> {
+        let mask = current()?;
+        let mut cpus = (0..libc::CPU_SETSIZE as usize).filter(|&c| {
+            // SAFETY: `c` is below `CPU_SETSIZE`, within the set.
+            unsafe { libc::CPU_ISSET(c, &mask) }
+        });
+        Some((cpus.next()?, cpus.next()?))
+    }
+
+    #[cfg(target_os = "linux")]
+    fn current() -> Option<libc::cpu_set_t> {
+        // SAFETY: `mask` is a plain bit set, written by the kernel for this thread.
+        unsafe {
+            let mut mask: libc::cpu_set_t = std::mem::zeroed();
+            let size = std::mem::size_of::<libc::cpu_set_t>();
+            (libc::sched_getaffinity(0, size, &mut mask) == 0).then_some(mask)
+        }
+    }
+
+    /// Runs the calling thread, and the threads it starts from now on, on `cpu` only.
+    #[cfg(target_os = "linux")]
+    pub(crate) fn pin(cpu: usize) {
+        // SAFETY: as above; the kernel reads the set.
+        unsafe {
+            let mut mask: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(cpu, &mut mask);
+            let size = std::mem::size_of::<libc::cpu_set_t>();
+            assert_eq!(
+                libc::sched_setaffinity(0, size, &mask),
+                0,
+                "cannot pin to CPU {cpu}"
+            );
+        }
+    }
+
+    /// Runs `f` on the calling thread with it pinned to `cpu`, then lets it run anywhere
+    /// it could before.
+    #[cfg(target_os = "linux")]
+    pub(crate) fn pinned<R>(cpu: usize, f: impl FnOnce() -> R) -> R {
+        let before = current().expect("the thread's CPU set");
+        pin(cpu);
+        let r = f();
+        // SAFETY: as above.
+        unsafe {
+            let size = std::mem::size_of::<libc::cpu_set_t>();
+            libc::sched_setaffinity(0, size, &before);
+        }
+        r
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    pub(crate) fn two_cpus() -> Option<(usize, usize)> {
+        None
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    pub(crate) fn pin(_cpu: usize) {}
+
+    #[cfg(not(target_os = "linux"))]
+    pub(crate) fn pinned<R>(_cpu: usize, f: impl FnOnce() -> R) -> R {
+        f()
+    }
 }
 
 /// Resident memory of a server process per idle client connection.

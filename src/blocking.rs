@@ -39,7 +39,7 @@ use crate::client::Outgoing;
 use crate::ipc::ConnectOptions;
 use crate::ipc::blocking::LocalStream;
 use crate::server::BoxError;
-use crate::transport::{DEFAULT_MAX_FRAME_LEN, FrameError};
+use crate::transport::{DEFAULT_MAX_FRAME_LEN, FrameError, Payload};
 use crate::wire::{self, envelope, response};
 use crate::{
     CallRequest, CallResponse, Error, IntoName, NamedService, RefuseReason, ServerRequest,
@@ -384,8 +384,8 @@ impl Conn {
     }
 
     /// Writes `hello` (if not empty) and one frame made of `head` and `payload`, in one
-    /// write unless the payload is large.
-    fn send(&mut self, hello: &[u8], head: Bytes, payload: Option<Bytes>) -> io::Result<()> {
+    /// write unless the payload has large pieces, which are written from their own buffers.
+    fn send(&mut self, hello: &[u8], head: Bytes, payload: Option<Payload>) -> io::Result<()> {
         let payload = payload.unwrap_or_default();
         self.wbuf.clear();
         if !hello.is_empty() {
@@ -396,13 +396,19 @@ impl Conn {
         self.wbuf
             .extend_from_slice(&frame_len(head.len() + payload.len()));
         self.wbuf.extend_from_slice(&head);
-        if payload.len() <= COPY_PAYLOAD_MAX {
-            self.wbuf.extend_from_slice(&payload);
-            self.stream.write_all(&self.wbuf)
-        } else {
-            self.stream.write_all(&self.wbuf)?;
-            self.stream.write_all(&payload)
+        for piece in payload.pieces() {
+            if piece.len() <= COPY_PAYLOAD_MAX {
+                self.wbuf.extend_from_slice(piece);
+            } else {
+                self.stream.write_all(&self.wbuf)?;
+                self.wbuf.clear();
+                self.stream.write_all(piece)?;
+            }
         }
+        if self.wbuf.is_empty() {
+            return Ok(());
+        }
+        self.stream.write_all(&self.wbuf)
     }
 
     fn cancel(&mut self, id: u64) {

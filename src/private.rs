@@ -9,7 +9,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::codec::decoding_from;
-use crate::codec::postcard::{decode, encode as encode_into};
+use crate::codec::postcard::{decode, encode as encode_into, encode_payload};
+use crate::server::Reply;
+use crate::transport::Payload;
 use crate::wire::Code;
 
 pub use ::bytes::Bytes;
@@ -44,10 +46,8 @@ pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 /// The future a generated server returns for one call.
 pub type ServeFuture = BoxFuture<Result<ServerResponse, Infallible>>;
 
-fn encode<T: Serialize>(value: &T) -> Result<Bytes, crate::codec::EncodeError> {
-    let mut buf = BytesMut::new();
-    encode_into(value, &mut buf)?;
-    Ok(buf.freeze())
+fn encode<T: Serialize>(value: &T) -> Result<Payload, crate::codec::EncodeError> {
+    encode_payload(value)
 }
 
 /// Connects a generated client.
@@ -61,7 +61,7 @@ fn request<A: Serialize>(
     method: u32,
     args: &A,
 ) -> Result<CallRequest, Error> {
-    let mut req = CallRequest::new(info, method, encode(args)?);
+    let mut req = CallRequest::with_payload(info, method, encode(args)?);
     req.timeout = opts.timeout;
     Ok(req)
 }
@@ -308,9 +308,11 @@ fn bad_request(e: crate::codec::DecodeError) -> ServeFuture {
     Box::pin(std::future::ready(Ok(resp)))
 }
 
-fn encode_reply<T: Serialize>(value: &T, wrap: fn(Bytes) -> ServerResponse) -> ServerResponse {
+fn encode_reply<T: Serialize>(value: &T, wrap: fn(Payload) -> Reply) -> ServerResponse {
     match encode(value) {
-        Ok(bytes) => wrap(bytes),
+        Ok(payload) => ServerResponse {
+            reply: wrap(payload),
+        },
         Err(e) => ServerResponse::status(Code::Internal, format!("cannot encode the reply: {e}")),
     }
 }
@@ -328,7 +330,7 @@ where
         Err(e) => return bad_request(e),
     };
     let fut = f(args);
-    Box::pin(async move { Ok(encode_reply(&fut.await, ServerResponse::ok)) })
+    Box::pin(async move { Ok(encode_reply(&fut.await, Reply::Ok)) })
 }
 
 /// Serves a method declared `-> Result<T, E>`.
@@ -347,8 +349,8 @@ where
     let fut = f(args);
     Box::pin(async move {
         Ok(match fut.await {
-            Ok(value) => encode_reply(&value, ServerResponse::ok),
-            Err(err) => encode_reply(&err, ServerResponse::app_error),
+            Ok(value) => encode_reply(&value, Reply::Ok),
+            Err(err) => encode_reply(&err, Reply::AppError),
         })
     })
 }
@@ -428,7 +430,7 @@ where
             let req = ServerRequest {
                 service: req.service,
                 method: req.method,
-                payload: req.payload,
+                payload: req.payload().clone(),
                 context: crate::CallContext {
                     call_id: 0,
                     method: req.service.method_name(req.method).unwrap_or("?"),
@@ -450,8 +452,8 @@ where
                 message: e.into().to_string(),
             })?;
             match resp.reply {
-                crate::server::Reply::Ok(value) => Ok(CallResponse::Ok(value)),
-                crate::server::Reply::AppError(err) => Ok(CallResponse::AppError(err)),
+                crate::server::Reply::Ok(value) => Ok(CallResponse::Ok(value.join())),
+                crate::server::Reply::AppError(err) => Ok(CallResponse::AppError(err.join())),
                 crate::server::Reply::Error(status) => Err(crate::wire::status_error(status)),
                 crate::server::Reply::Stream(items) => Ok(CallResponse::Stream(items)),
             }

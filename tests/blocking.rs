@@ -5,6 +5,7 @@ mod common;
 use std::time::Duration;
 
 use common::{ChildProc, Watchdog, report, rt, unique};
+use localrpc::codec::Blob;
 use localrpc::{Error, RefuseReason};
 use serde::{Deserialize, Serialize};
 
@@ -17,6 +18,8 @@ trait Store {
     async fn first(&self, data: Vec<u8>) -> Result<u8, Empty>;
     async fn slow(&self, ms: u64) -> u64;
     async fn pid(&self) -> u32;
+    /// The arguments back in another order: large blobs go out from their own buffers.
+    async fn swap(&self, head: String, a: Blob, n: u32, b: Blob) -> (Blob, u32, Blob, String);
 }
 
 /// The same service name with another method table: refused at the handshake.
@@ -43,6 +46,25 @@ impl Store for Impl {
     }
     async fn pid(&self) -> u32 {
         std::process::id()
+    }
+    async fn swap(&self, head: String, a: Blob, n: u32, b: Blob) -> (Blob, u32, Blob, String) {
+        (b, n, a, head)
+    }
+}
+
+/// Checks `swap` with blobs large and small, so that a message goes out in pieces.
+fn check_swap(swap: impl Fn(String, Blob, u32, Blob) -> (Blob, u32, Blob, String)) {
+    let pattern = |len: usize, seed: usize| -> Blob {
+        (0..len)
+            .map(|i| ((i + seed) % 251) as u8)
+            .collect::<Vec<u8>>()
+            .into()
+    };
+    for (a_len, b_len) in [(300 * 1024, 40 * 1024), (64 * 1024, 10), (5, 2 << 20)] {
+        let (a, b) = (pattern(a_len, 1), pattern(b_len, 2));
+        let (b2, n, a2, head) = swap("head".into(), a.clone(), 77, b.clone());
+        assert_eq!((n, head.as_str()), (77, "head"));
+        assert!(a2 == a && b2 == b, "{a_len} and {b_len} bytes");
     }
 }
 
@@ -103,6 +125,7 @@ fn blocking_client_calls_an_async_server() {
     }
     assert_eq!(store.first(vec![7, 8]).unwrap(), Ok(7));
     assert_eq!(store.first(vec![]).unwrap(), Err(Empty));
+    check_swap(|h, a, n, b| store.swap(h, a, n, b).unwrap());
     // Clones on several threads share the connection and take turns. The threads end at
     // different times, each with the connection still in use by the others.
     let per_thread = 200u8;
@@ -215,7 +238,13 @@ fn async_client_calls_a_server_started_from_sync_code() {
         }
         assert_eq!(store.first(vec![]).await.unwrap(), Err(Empty));
     });
+    let runtime = rt();
+    let store = runtime
+        .block_on(StoreClient::connect(name.as_str()))
+        .unwrap();
+    check_swap(|h, a, n, b| runtime.block_on(store.swap(h, a, n, b)).unwrap());
     // And a blocking client too.
     let store = StoreBlockingClient::connect(name.as_str()).unwrap();
     assert_eq!(store.echo(vec![9; 100_000]).unwrap(), vec![9; 100_000]);
+    check_swap(|h, a, n, b| store.swap(h, a, n, b).unwrap());
 }

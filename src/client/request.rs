@@ -1,8 +1,9 @@
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::transport::Parts;
+use crate::transport::{Parts, Payload};
 use crate::{CallContext, Error, Metadata, ServiceInfo, Streaming, wire};
 
 /// Where a call stands in time and in its trace as it leaves this process.
@@ -91,7 +92,10 @@ impl std::fmt::Debug for SharedStream {
 pub struct CallRequest {
     pub(crate) service: &'static ServiceInfo,
     pub(crate) method: u32,
-    pub(crate) payload: Bytes,
+    pub(crate) payload: Payload,
+    /// The payload as one buffer, joined when [`CallRequest::payload`] is first asked for a
+    /// payload that is in pieces.
+    joined: OnceLock<Bytes>,
     pub(crate) timeout: Option<Duration>,
     pub(crate) metadata: Metadata,
     /// The encoded items of the method's request stream, if it takes one. Clones of the
@@ -106,10 +110,20 @@ impl CallRequest {
     ///
     /// See the [type docs](CallRequest) for an example.
     pub fn new(service: &'static ServiceInfo, method: u32, payload: Bytes) -> Self {
+        Self::with_payload(service, method, payload.into())
+    }
+
+    /// A call whose encoded arguments may be in pieces.
+    pub(crate) fn with_payload(
+        service: &'static ServiceInfo,
+        method: u32,
+        payload: Payload,
+    ) -> Self {
         CallRequest {
             service,
             method,
             payload,
+            joined: OnceLock::new(),
             timeout: None,
             metadata: Metadata::default(),
             stream: SharedStream::default(),
@@ -185,9 +199,16 @@ impl CallRequest {
 
     /// The encoded arguments.
     ///
+    /// Large [`Blob`](crate::codec::Blob)s among the arguments are sent from their own
+    /// buffers, not copied into the encoding; the first call of this method copies the
+    /// pieces into one buffer, so a layer that looks at payloads costs that copy.
+    ///
     /// See the [type docs](CallRequest) for an example.
     pub fn payload(&self) -> &Bytes {
-        &self.payload
+        match self.payload.as_whole() {
+            Some(whole) => whole,
+            None => self.joined.get_or_init(|| self.payload.join()),
+        }
     }
 
     /// How long the caller waits; `None` means the client's default.
@@ -234,4 +255,30 @@ pub enum CallResponse {
     AppError(Bytes),
     /// The encoded items of the stream a streaming method returns.
     Stream(Streaming<Bytes>),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_payload_in_pieces_is_seen_whole_by_layers() {
+        static INFO: ServiceInfo = ServiceInfo::new("Echo", &["echo"], 7);
+        let large = Bytes::from(vec![4u8; 50_000]);
+        let payload = Payload::from_pieces([Bytes::from_static(b"\x01\x02"), large.clone()]);
+        let req = CallRequest::with_payload(&INFO, 0, payload);
+        let whole = req.payload().clone();
+        assert_eq!(whole.len(), 50_002);
+        assert_eq!(&whole[..2], b"\x01\x02");
+        assert_eq!(&whole[2..], &large[..]);
+        // Joined once: the same buffer the next time.
+        assert_eq!(req.payload().as_ptr(), whole.as_ptr());
+        // The frame still carries the large piece uncopied.
+        let out = Outgoing::new(None);
+        let frame = req
+            .clone()
+            .into_frame(1, &out, false, None, 1 << 20)
+            .unwrap();
+        assert!(frame.payload.pieces().any(|p| p.as_ptr() == large.as_ptr()));
+    }
 }

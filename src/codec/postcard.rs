@@ -1,8 +1,9 @@
-use bytes::{BufMut, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{Codec, DecodeError, EncodeError};
+use super::{Codec, DecodeError, EncodeError, blob};
+use crate::transport::Payload;
 
 /// The default codec: [postcard](https://docs.rs/postcard), a compact, stable binary format
 /// for serde types.
@@ -43,6 +44,43 @@ impl postcard::ser_flavors::Flavor for BufFlavor<'_> {
     }
 }
 
+/// Serializes into a buffer, but takes a large [`Blob`](super::Blob) as a piece of its own.
+#[derive(Default)]
+struct PiecesFlavor {
+    buf: BytesMut,
+    pieces: Vec<Bytes>,
+}
+
+impl postcard::ser_flavors::Flavor for PiecesFlavor {
+    type Output = Payload;
+
+    fn try_push(&mut self, byte: u8) -> postcard::Result<()> {
+        self.buf.put_u8(byte);
+        Ok(())
+    }
+
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        match blob::spliced(data) {
+            Some(shared) => {
+                if !self.buf.is_empty() {
+                    self.pieces.push(self.buf.split().freeze());
+                }
+                self.pieces.push(shared);
+            }
+            None => self.buf.extend_from_slice(data),
+        }
+        Ok(())
+    }
+
+    fn finalize(mut self) -> postcard::Result<Payload> {
+        if self.pieces.is_empty() {
+            return Ok(Payload::from(self.buf.freeze()));
+        }
+        self.pieces.push(self.buf.freeze());
+        Ok(Payload::from_pieces(self.pieces))
+    }
+}
+
 impl<T: Serialize + DeserializeOwned> Codec<T> for Postcard {
     fn encode(&self, value: &T, dst: &mut BytesMut) -> Result<(), EncodeError> {
         encode(value, dst)
@@ -63,6 +101,12 @@ pub(crate) fn encode<T: Serialize + ?Sized>(
         dst.truncate(start);
         EncodeError::new::<T>(e)
     })
+}
+
+/// The postcard encoding of `value` for the wire: large [`Blob`](super::Blob)s in it are not
+/// copied but become pieces of their own.
+pub(crate) fn encode_payload<T: Serialize + ?Sized>(value: &T) -> Result<Payload, EncodeError> {
+    postcard::serialize_with_flavor(value, PiecesFlavor::default()).map_err(EncodeError::new::<T>)
 }
 
 /// Decodes exactly one `T` from all of `src`.

@@ -4,6 +4,7 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use crate::ipc::PeerCredentials;
+use crate::transport::Payload;
 use crate::{CallContext, Metadata, ServiceInfo, Streaming};
 
 /// One call as the server's tower stack sees it: method, encoded arguments, and the call's
@@ -123,8 +124,8 @@ pub struct ServerResponse {
 
 #[derive(Debug)]
 pub(crate) enum Reply {
-    Ok(Bytes),
-    AppError(Bytes),
+    Ok(Payload),
+    AppError(Payload),
     Error(crate::wire::Status),
     /// The encoded items of a response stream.
     Stream(Streaming<Bytes>),
@@ -136,7 +137,7 @@ impl ServerResponse {
     /// See the [type docs](ServerResponse) for an example.
     pub fn ok(payload: Bytes) -> Self {
         ServerResponse {
-            reply: Reply::Ok(payload),
+            reply: Reply::Ok(payload.into()),
         }
     }
 
@@ -145,7 +146,7 @@ impl ServerResponse {
     /// See the [type docs](ServerResponse) for an example.
     pub fn app_error(payload: Bytes) -> Self {
         ServerResponse {
-            reply: Reply::AppError(payload),
+            reply: Reply::AppError(payload.into()),
         }
     }
 

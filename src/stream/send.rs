@@ -375,7 +375,7 @@ mod tests {
             panic!("expected 4 frames, got {}", sink.0.len());
         };
         let items_of = |parts: &Parts| {
-            let frame: Bytes = [&parts.head[..], &parts.payload[..]].concat().into();
+            let frame: Bytes = [&parts.head[..], &parts.payload.join()[..]].concat().into();
             let (id, batch) = wire::stream_items(&frame).expect("a frame of items");
             assert_eq!(id, 5);
             batch.count()
@@ -383,7 +383,7 @@ mod tests {
         assert_eq!(items_of(first), 2);
         assert_eq!(items_of(alone), 1);
         assert_eq!(
-            alone.payload.as_ptr(),
+            alone.payload.join().as_ptr(),
             large.as_ptr(),
             "the large item was copied"
         );

@@ -247,7 +247,11 @@ impl<W> FrameWriter<W> {
 impl<W> FrameWriter<W> {
     /// Queues a frame made of two buffers without waiting for room (the caller bounds what
     /// it queues), without copying a large `body`.
-    pub(crate) fn push_parts(&mut self, head: &[u8], body: Bytes) -> Result<(), FrameError> {
+    pub(crate) fn push_parts(
+        &mut self,
+        head: &[u8],
+        body: super::Payload,
+    ) -> Result<(), FrameError> {
         self.write.push_parts(head, body)
     }
 }

@@ -11,7 +11,7 @@ use std::task::{Context, Poll, ready};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use tokio::io::AsyncWrite;
 
-use super::{FrameError, HEADER_LEN};
+use super::{FrameError, HEADER_LEN, Payload};
 
 /// Payloads up to this size are copied into the staging buffer; larger ones are queued as is.
 const COPY_MAX: usize = 16 * 1024;
@@ -43,12 +43,12 @@ impl WriteState {
 
     /// Queues one frame, or refuses it (queueing nothing) if it is over the limit.
     pub(crate) fn push(&mut self, frame: Bytes) -> Result<(), FrameError> {
-        self.push_parts(&[], frame)
+        self.push_parts(&[], frame.into())
     }
 
     /// Queues one frame made of `head` followed by `body`, or refuses it (queueing nothing)
-    /// if it is over the limit. The head is always copied; a large body is not.
-    pub(crate) fn push_parts(&mut self, head: &[u8], body: Bytes) -> Result<(), FrameError> {
+    /// if it is over the limit. The head is always copied; large pieces of the body are not.
+    pub(crate) fn push_parts(&mut self, head: &[u8], body: Payload) -> Result<(), FrameError> {
         let len = head.len() + body.len();
         if len > self.max {
             return Err(FrameError::TooLarge {
@@ -59,12 +59,14 @@ impl WriteState {
         self.staging.reserve(HEADER_LEN + head.len());
         self.staging.put_u32_le(len as u32);
         self.staging.extend_from_slice(head);
-        if body.len() <= COPY_MAX {
-            self.staging.extend_from_slice(&body);
-        } else {
-            self.stage_out();
-            self.queued += body.len();
-            self.queue.push_back(body);
+        for piece in body.into_pieces() {
+            if piece.len() <= COPY_MAX {
+                self.staging.extend_from_slice(&piece);
+            } else {
+                self.stage_out();
+                self.queued += piece.len();
+                self.queue.push_back(piece);
+            }
         }
         Ok(())
     }

@@ -7,7 +7,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use prost::encoding::{decode_varint, encode_varint, encoded_len_varint};
 
 use super::{ENVELOPE_STREAM_ITEM, STREAM_ITEM_PAYLOAD, envelope_head};
-use crate::transport::Parts;
+use crate::transport::{Parts, Payload};
 
 /// The tag of `StreamItem.call_id`, a varint.
 const CALL_ID: u8 = 1 << 3;
@@ -40,7 +40,10 @@ pub(crate) fn stream_item_parts(call_id: u64, payload: Bytes) -> Parts {
             }
         },
     );
-    Parts { head, payload }
+    Parts {
+        head,
+        payload: payload.into(),
+    }
 }
 
 /// A frame of small stream items being built: each item is encoded in place, after room for
@@ -146,7 +149,7 @@ impl ItemFrame {
         // All payload: the writer sends a large frame from this buffer rather than copy it.
         Parts {
             head: Bytes::new(),
-            payload: self.buf.freeze().slice(start..),
+            payload: Payload::from(self.buf.freeze().slice(start..)),
         }
     }
 }
@@ -303,7 +306,7 @@ mod tests {
     use crate::wire::{Envelope, envelope, messages::StreamItem};
 
     fn joined(parts: &Parts) -> Bytes {
-        [&parts.head[..], &parts.payload[..]].concat().into()
+        [&parts.head[..], &parts.payload.join()[..]].concat().into()
     }
 
     fn items_of(batch: &ItemBatch) -> Vec<Bytes> {

@@ -12,7 +12,7 @@ pub(crate) use messages::{
 
 pub(crate) use items::{ItemBatch, ItemFrame, stream_item_parts, stream_items};
 
-use crate::transport::Parts;
+use crate::transport::{Parts, Payload};
 use crate::{Error, RefuseReason, ServiceInfo};
 
 /// The protocol version this crate speaks.
@@ -160,7 +160,7 @@ const STREAM_ITEM_PAYLOAD: u8 = 2 << 3 | 2;
 /// Encodes `Envelope { request }` with the payload field last. Protobuf lets fields come in
 /// any order, so this is a valid encoding of the message in `proto/localrpc.proto`; putting
 /// the payload last lets it travel as a separate buffer.
-pub(crate) fn request_parts(mut request: Request, payload: Bytes) -> Parts {
+pub(crate) fn request_parts(mut request: Request, payload: Payload) -> Parts {
     request.payload = Bytes::new();
     let payload_field =
         1 + prost::encoding::encoded_len_varint(payload.len() as u64) + payload.len();
@@ -176,7 +176,7 @@ pub(crate) fn request_parts(mut request: Request, payload: Bytes) -> Parts {
 }
 
 /// Encodes `Envelope { response { call_id, ok | app_error } }` with the payload last.
-pub(crate) fn response_parts(call_id: u64, app_error: bool, payload: Bytes) -> Parts {
+pub(crate) fn response_parts(call_id: u64, app_error: bool, payload: Payload) -> Parts {
     let response = Response {
         call_id,
         result: None,
@@ -217,7 +217,7 @@ mod parts_tests {
     use super::*;
 
     fn joined(parts: &Parts) -> Vec<u8> {
-        [&parts.head[..], &parts.payload[..]].concat()
+        [&parts.head[..], &parts.payload.join()[..]].concat()
     }
 
     #[test]
@@ -239,7 +239,7 @@ mod parts_tests {
             Bytes::from(vec![7u8; 200]),
             Bytes::from(vec![1u8; 70_000]),
         ] {
-            let parts = request_parts(request.clone(), payload.clone());
+            let parts = request_parts(request.clone(), payload.clone().into());
             let decoded = Envelope::decode(&joined(&parts)[..]).unwrap();
             let mut expected = request.clone();
             expected.payload = payload;
@@ -253,7 +253,7 @@ mod parts_tests {
             (false, Bytes::from_static(b"ok")),
             (true, Bytes::from(vec![3u8; 300])),
         ] {
-            let parts = response_parts(99, app_error, payload.clone());
+            let parts = response_parts(99, app_error, payload.clone().into());
             let decoded = Envelope::decode(&joined(&parts)[..]).unwrap();
             let result = if app_error {
                 response::Result::AppError(payload)
