@@ -102,8 +102,8 @@ impl CallContext {
     }
 
     /// Runs `fut` with `self` as the current context.
-    pub(crate) async fn scope<F: Future>(self, fut: F) -> F::Output {
-        CURRENT.scope(self, fut).await
+    pub(crate) fn scope<F: Future>(self, fut: F) -> impl Future<Output = F::Output> {
+        CURRENT.scope(self, fut)
     }
 
     pub(crate) fn with_current<R>(f: impl FnOnce(&CallContext) -> R) -> Option<R> {

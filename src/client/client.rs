@@ -359,6 +359,12 @@ impl Client {
         if current.is_usable() {
             return Ok(current);
         }
+        // Boxed: a call's future would otherwise carry a reconnect's state all along.
+        Box::pin(self.reconnect(current)).await
+    }
+
+    /// Dials again, if the client may, after `current` became unusable.
+    async fn reconnect(&self, current: Arc<Connection>) -> Result<Arc<Connection>, Error> {
         let Some(redial) = &self.shared.redial else {
             return Err(current.unusable_error());
         };
@@ -419,18 +425,28 @@ impl Client {
             peer_pid = ?conn.server_pid(),
             trace_id = %format_args!("{trace_id:032x}"),
         );
-        let call = async move {
-            if response_window.is_some() || upstream.is_some() {
-                streaming_call(conn, id, frame, response_window, upstream, deadline).await
-            } else {
-                unary_call(conn, id, frame, deadline).await
-            }
-        };
+        // Each future is made where it is awaited, so the call's state is held once.
         // Entering a span costs even when nothing listens; skip it then.
-        if span.is_disabled() {
-            call.await
+        let traced = !span.is_disabled();
+        if response_window.is_some() || upstream.is_some() {
+            // Boxed: a streaming call's state would make every unary call's future larger.
+            let call = Box::pin(streaming_call(
+                conn,
+                id,
+                frame,
+                response_window,
+                upstream,
+                deadline,
+            ));
+            if traced {
+                call.instrument(span).await
+            } else {
+                call.await
+            }
+        } else if traced {
+            unary_call(conn, id, frame, deadline).instrument(span).await
         } else {
-            call.instrument(span).await
+            unary_call(conn, id, frame, deadline).await
         }
     }
 }
@@ -460,18 +476,42 @@ async fn unary_call(
 
 /// Runs `call` until `deadline`. When it runs out: `DeadlineExceeded`, and the caller's
 /// [`CancelOnDrop`] tells the server.
-async fn until(
-    deadline: Option<Instant>,
-    call: impl Future<Output = Result<CallResponse, Error>>,
-) -> Result<CallResponse, Error> {
-    match deadline {
-        Some(d) => tokio::time::timeout_at(d.into(), call)
-            .await
-            .unwrap_or_else(|_| {
-                tracing::debug!("deadline exceeded; cancelling on the server");
-                Err(Error::DeadlineExceeded)
-            }),
-        None => call.await,
+fn until<F>(deadline: Option<Instant>, call: F) -> Until<F>
+where
+    F: Future<Output = Result<CallResponse, Error>>,
+{
+    Until {
+        call,
+        sleep: deadline.map(|d| Box::pin(tokio::time::sleep_until(d.into()))),
+    }
+}
+
+/// The future of [`until`]: written out rather than `async`, which would hold `call` twice.
+struct Until<F> {
+    call: F,
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<F: Future<Output = Result<CallResponse, Error>>> Future for Until<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        // SAFETY: `call` is pinned with `self`: never moved out, no `Drop` or `Unpin` by hand.
+        let this = unsafe { self.get_unchecked_mut() };
+        // SAFETY: as above.
+        let call = unsafe { Pin::new_unchecked(&mut this.call) };
+        if let Poll::Ready(outcome) = call.poll(cx) {
+            return Poll::Ready(outcome);
+        }
+        let expired = this
+            .sleep
+            .as_mut()
+            .is_some_and(|s| s.as_mut().poll(cx).is_ready());
+        if !expired {
+            return Poll::Pending;
+        }
+        tracing::debug!("deadline exceeded; cancelling on the server");
+        Poll::Ready(Err(Error::DeadlineExceeded))
     }
 }
 

@@ -2,8 +2,10 @@
 //! through the service stack, and the reply as a frame.
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use futures_util::future::Either;
 use tracing::Instrument;
 
 use super::catch::CatchUnwind;
@@ -43,7 +45,7 @@ pub(crate) fn server_request(
 }
 
 /// Runs one call through the service stack: its deadline, its context, panics caught.
-pub(crate) async fn run_call<S>(mut svc: S, req: ServerRequest) -> Reply
+pub(crate) fn run_call<S>(mut svc: S, req: ServerRequest) -> impl Future<Output = Reply> + Send
 where
     S: tower::Service<ServerRequest, Response = ServerResponse> + Send + 'static,
     S::Error: Into<BoxError>,
@@ -57,36 +59,81 @@ where
         peer_pid = ?ctx.peer.and_then(|p| p.pid()),
         trace_id = %format_args!("{:032x}", ctx.trace_id),
     );
-    let deadline = ctx.deadline;
+    let sleep = ctx
+        .deadline
+        .map(|deadline| Box::pin(tokio::time::sleep_until(deadline.into())));
     let call = ctx.scope(async move {
         std::future::poll_fn(|cx| svc.poll_ready(cx)).await?;
         svc.call(req).await
     });
     // Entering a span costs even when nothing listens; skip it then.
-    let call: Pin<Box<dyn Future<Output = _> + Send>> = if span.is_disabled() {
-        Box::pin(call)
+    let call = if span.is_disabled() {
+        Either::Left(call)
     } else {
-        Box::pin(call.instrument(span.clone()))
+        Either::Right(call.instrument(span.clone()))
     };
-    let call = CatchUnwind(call);
-    let outcome = match deadline {
-        Some(deadline) => tokio::time::timeout_at(deadline.into(), call).await.ok(),
-        None => Some(call.await),
-    };
-    match outcome {
-        None => {
-            tracing::debug!(parent: &span, "deadline exceeded; handler dropped");
-            Reply::Error(wire::Status::new(
-                Code::DeadlineExceeded,
-                "deadline exceeded",
-            ))
-        }
-        Some(Err(panic)) => {
-            tracing::error!(parent: &span, panic = %panic, "handler panicked");
-            Reply::Error(wire::Status::new(Code::Panicked, panic))
-        }
-        Some(Ok(Err(e))) => layer_error(e.into()),
-        Some(Ok(Ok(resp))) => resp.reply,
+    RunCall {
+        call: Some(CatchUnwind(call)),
+        sleep,
+        span,
+    }
+}
+
+/// The future of [`run_call`]: written out rather than `async`, which would hold the call's
+/// future once as a value and once more while awaiting it, and copy it from one to the other.
+struct RunCall<F> {
+    /// The call, until it is over.
+    call: Option<CatchUnwind<F>>,
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+    span: tracing::Span,
+}
+
+impl<F, E> Future for RunCall<F>
+where
+    F: Future<Output = Result<ServerResponse, E>>,
+    E: Into<BoxError>,
+{
+    type Output = Reply;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Reply> {
+        // SAFETY: `call` is pinned with `self`: it is never moved, only dropped in place (by
+        // `Pin::set`); `RunCall` implements neither `Drop` nor `Unpin` by hand.
+        let this = unsafe { self.get_unchecked_mut() };
+        // SAFETY: as above.
+        let mut call = unsafe { Pin::new_unchecked(&mut this.call) };
+        let Some(running) = call.as_mut().as_pin_mut() else {
+            return Poll::Pending; // over; not polled again by its owner
+        };
+        let outcome = match running.poll(cx) {
+            Poll::Ready(outcome) => Some(outcome),
+            Poll::Pending => {
+                let expired = this
+                    .sleep
+                    .as_mut()
+                    .is_some_and(|s| s.as_mut().poll(cx).is_ready());
+                if !expired {
+                    return Poll::Pending;
+                }
+                None
+            }
+        };
+        // The handler is dropped as soon as the call is over.
+        call.set(None);
+        Poll::Ready(match outcome {
+            None => {
+                tracing::debug!(parent: &this.span, "deadline exceeded; handler dropped");
+                Reply::Error(wire::Status::new(
+                    Code::DeadlineExceeded,
+                    "deadline exceeded",
+                ))
+            }
+            Some(Err(panic)) => {
+                tracing::error!(parent: &this.span, panic = %panic, "handler panicked");
+                Reply::Error(wire::Status::new(Code::Panicked, panic))
+            }
+            Some(Ok(Err(e))) => layer_error(e.into()),
+            Some(Ok(Ok(resp))) => resp.reply,
+        })
     }
 }
 

@@ -4,14 +4,17 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-pub(crate) struct CatchUnwind<F: ?Sized>(pub(crate) Pin<Box<F>>);
+pub(crate) struct CatchUnwind<F>(pub(crate) F);
 
-impl<F: Future + ?Sized> Future for CatchUnwind<F> {
+impl<F: Future> Future for CatchUnwind<F> {
     type Output = Result<F::Output, String>;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // SAFETY: the inner future is pinned with `self`: it is never moved out of it, and
+        // `CatchUnwind` implements neither `Drop` nor `Unpin` by hand.
+        let inner = unsafe { self.map_unchecked_mut(|s| &mut s.0) };
         // The future is dropped right after a panic, so no broken state is observed again.
-        match catch_unwind(AssertUnwindSafe(|| self.0.as_mut().poll(cx))) {
+        match catch_unwind(AssertUnwindSafe(|| inner.poll(cx))) {
             Ok(poll) => poll.map(Ok),
             Err(payload) => Poll::Ready(Err(panic_message(payload.as_ref()))),
         }

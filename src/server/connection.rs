@@ -169,14 +169,17 @@ where
     /// Drives the connection; ready when it is over. Dropping the driver drops the calls
     /// still running: nobody is left to answer.
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        // One round handles whatever woke the connection: frames read start calls, calls
+        // polled in the same round answer, answers are written. Each source is polled until
+        // it is pending, so it has the waker for what comes next; only a reader that ran
+        // out of budget (more frames waiting) needs another round.
         loop {
-            let mut progress = false;
+            let mut more_to_read = true;
 
             if !self.going_away && self.stop.as_mut().poll(cx).is_ready() {
                 self.going_away = true;
                 let go_away = wire::encode_envelope(envelope::Kind::GoAway(wire::GoAway {}));
                 self.respond(Parts::whole(go_away));
-                progress = true;
             }
 
             // Always read: the streams of running calls must flow even at the call limit.
@@ -185,7 +188,6 @@ where
             for _ in 0..READ_BUDGET {
                 match Pin::new(&mut self.reader).poll_next(cx) {
                     Poll::Ready(Some(Ok(frame))) => {
-                        progress = true;
                         if !self.on_frame(frame) {
                             return Poll::Ready(());
                         }
@@ -196,12 +198,14 @@ where
                     }
                     // The client closed its side: nobody waits for the calls in flight.
                     Poll::Ready(None) => return Poll::Ready(()),
-                    Poll::Pending => break,
+                    Poll::Pending => {
+                        more_to_read = false;
+                        break;
+                    }
                 }
             }
 
             while let Poll::Ready(Some((id, reply))) = self.calls.poll_next_unpin(cx) {
-                progress = true;
                 self.finished(id);
                 if let Some(reply) = reply {
                     let frame = response_frame(id, reply, &self.config);
@@ -213,7 +217,6 @@ where
             }
 
             while let Poll::Ready(Some(frame)) = self.out_rx.poll_recv(cx) {
-                progress = true;
                 self.respond(frame);
             }
 
@@ -235,7 +238,7 @@ where
             {
                 return Poll::Ready(());
             }
-            if !progress {
+            if !more_to_read {
                 return Poll::Pending;
             }
         }
@@ -351,43 +354,114 @@ where
             request.stream = Some(items);
             self.respond(stream::credit_frame(id, window));
         }
-        let credit = response_window.map(|window| {
+        let stream_to = response_window.map(|window| {
             let flow = SendFlow::new(window.max(stream::MIN_WINDOW));
             self.credits.insert(id, CreditSlot::new(&flow));
-            flow
+            StreamTo {
+                flow,
+                out: ServerSink(self.out_tx.clone()),
+                deadline: request.context.deadline,
+                max_frame_len: self.config.max_frame_len,
+            }
         });
         let (abort, registration) = AbortHandle::new_pair();
-        let deadline = request.context.deadline;
-        let max_frame_len = self.config.max_frame_len;
-        let out = ServerSink(self.out_tx.clone());
-        let call = run_call(self.svc.clone(), request);
-        let fut = Abortable::new(
-            async move {
-                match (call.await, credit) {
-                    (Reply::Stream(items), Some(flow)) => {
-                        send_response_stream(id, items, flow, out, deadline, max_frame_len).await;
-                        None
-                    }
-                    (Reply::Stream(_), None) => Some(Reply::Error(wire::Status::new(
-                        Code::Internal,
-                        "the handler returned a stream, but the client called the method \
-                         as one without a response stream",
-                    ))),
-                    (reply, _) => Some(reply),
-                }
-            },
-            registration,
-        );
+        let call = ServeCall {
+            id,
+            run: run_call(self.svc.clone(), request),
+            stream_to,
+            sending: None,
+        };
         self.aborts.insert(id, abort);
-        self.calls
-            .push(Box::pin(async move { (id, fut.await.ok().flatten()) }));
+        self.calls.push(Box::pin(Tagged {
+            id,
+            fut: Abortable::new(call, registration),
+        }));
     }
 
     /// Forgets what a call that is over had registered.
     fn finished(&mut self, id: u64) {
         self.aborts.remove(&id);
-        self.inboxes.remove(&id);
-        self.credits.remove(&id);
+        // Most connections carry no streams: spare them the hashing.
+        if !self.inboxes.is_empty() {
+            self.inboxes.remove(&id);
+        }
+        if !self.credits.is_empty() {
+            self.credits.remove(&id);
+        }
+    }
+}
+
+/// Where a call's response stream goes, for a call made as one that returns a stream.
+struct StreamTo {
+    flow: Arc<SendFlow>,
+    out: ServerSink,
+    deadline: Option<std::time::Instant>,
+    max_frame_len: usize,
+}
+
+/// A call on the connection: its reply, or, for a response stream, the sending of it (then
+/// `None`: the stream's end frame is the answer).
+struct ServeCall<F> {
+    id: u64,
+    run: F,
+    stream_to: Option<StreamTo>,
+    /// The response stream being sent, boxed: most calls have none, and their futures stay
+    /// small.
+    sending: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+}
+
+impl<F: Future<Output = Reply>> Future for ServeCall<F> {
+    type Output = Option<Reply>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Reply>> {
+        // SAFETY: `run` is pinned with `self`: never moved out, no `Drop` or `Unpin` by hand.
+        let this = unsafe { self.get_unchecked_mut() };
+        if this.sending.is_none() {
+            // SAFETY: as above.
+            let run = unsafe { Pin::new_unchecked(&mut this.run) };
+            match (std::task::ready!(run.poll(cx)), this.stream_to.take()) {
+                (Reply::Stream(items), Some(to)) => {
+                    this.sending = Some(Box::pin(send_response_stream(
+                        this.id,
+                        items,
+                        to.flow,
+                        to.out,
+                        to.deadline,
+                        to.max_frame_len,
+                    )));
+                }
+                (Reply::Stream(_), None) => {
+                    return Poll::Ready(Some(Reply::Error(wire::Status::new(
+                        Code::Internal,
+                        "the handler returned a stream, but the client called the method as \
+                         one without a response stream",
+                    ))));
+                }
+                (reply, _) => return Poll::Ready(Some(reply)),
+            }
+        }
+        let sending = this.sending.as_mut().expect("set above");
+        sending.as_mut().poll(cx).map(|()| None)
+    }
+}
+
+/// A call's future, with its id on the way out: `None` if it was aborted or has nothing to
+/// send. (An `async` block would hold the future twice over.)
+struct Tagged<F> {
+    id: u64,
+    fut: Abortable<F>,
+}
+
+impl<F: Future<Output = Option<Reply>>> Future for Tagged<F> {
+    type Output = (u64, Option<Reply>);
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // SAFETY: `fut` is pinned with `self`: never moved out, no `Drop` or `Unpin` by hand.
+        let this = unsafe { self.get_unchecked_mut() };
+        let id = this.id;
+        // SAFETY: as above.
+        let fut = unsafe { Pin::new_unchecked(&mut this.fut) };
+        fut.poll(cx).map(|out| (id, out.ok().flatten()))
     }
 }
 

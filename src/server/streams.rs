@@ -32,7 +32,7 @@ pub(super) async fn send_response_stream(
             }
         }
     };
-    let status = match CatchUnwind(Box::pin(send)).await {
+    let status = match CatchUnwind(send).await {
         Ok(true) => return,
         Ok(false) => wire::Status::new(Code::DeadlineExceeded, "deadline exceeded"),
         Err(panic) => {
