@@ -191,7 +191,7 @@ impl Client {
         conn.usable()?;
         if !conn.hello_sent {
             let hello = self.hello();
-            conn.send(&[], hello, None).map_err(|e| conn.lose(e))?;
+            conn.send(&[], &hello, None).map_err(|e| conn.lose(e))?;
         }
         let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
         while !conn.hello_answered {
@@ -250,7 +250,7 @@ impl Client {
         let frame = req.into_frame(id, &out, false, None, self.shared.max_frame_len)?;
         let hello = (!conn.hello_sent).then(|| self.hello());
         let hello = hello.as_ref().map_or(&[][..], |h| &h[..]);
-        conn.send(hello, frame.head, Some(frame.payload))
+        conn.send(hello, &frame.head, Some(frame.payload))
             .map_err(|e| conn.lose(e))?;
 
         loop {
@@ -385,7 +385,7 @@ impl Conn {
 
     /// Writes `hello` (if not empty) and one frame made of `head` and `payload`, in one
     /// write unless the payload has large pieces, which are written from their own buffers.
-    fn send(&mut self, hello: &[u8], head: Bytes, payload: Option<Payload>) -> io::Result<()> {
+    fn send(&mut self, hello: &[u8], head: &[u8], payload: Option<Payload>) -> io::Result<()> {
         let payload = payload.unwrap_or_default();
         self.wbuf.clear();
         if !hello.is_empty() {
@@ -395,7 +395,7 @@ impl Conn {
         }
         self.wbuf
             .extend_from_slice(&frame_len(head.len() + payload.len()));
-        self.wbuf.extend_from_slice(&head);
+        self.wbuf.extend_from_slice(head);
         for piece in payload.pieces() {
             if piece.len() <= COPY_PAYLOAD_MAX {
                 self.wbuf.extend_from_slice(piece);
@@ -413,7 +413,7 @@ impl Conn {
 
     fn cancel(&mut self, id: u64) {
         let cancel = wire::encode_envelope(envelope::Kind::Cancel(wire::Cancel { call_id: id }));
-        if let Err(e) = self.send(&[], cancel, None) {
+        if let Err(e) = self.send(&[], &cancel, None) {
             self.lose(e);
         }
     }

@@ -9,6 +9,7 @@ mod client;
 pub mod codec;
 mod context;
 mod error;
+mod ids;
 pub mod ipc;
 pub mod name;
 mod os;

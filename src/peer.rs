@@ -7,7 +7,7 @@
 //! drops its handler).
 //!
 //! [`ClientBuilder::offer`]: crate::ClientBuilder::offer
-use std::collections::HashMap;
+use crate::ids::CallMap;
 use std::fmt;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -46,7 +46,7 @@ pub(crate) struct PeerShared {
 
 #[derive(Default)]
 struct PeerPending {
-    calls: HashMap<u64, oneshot::Sender<Reply>>,
+    calls: CallMap<oneshot::Sender<Reply>>,
     closed: bool,
 }
 

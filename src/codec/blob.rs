@@ -243,7 +243,7 @@ mod tests {
         let mut plain = bytes::BytesMut::new();
         encode(&value, &mut plain).unwrap();
         assert_eq!(payload.join(), plain.freeze());
-        let pieces: Vec<&Bytes> = payload.pieces().collect();
+        let pieces: Vec<&[u8]> = payload.pieces().collect();
         assert_eq!(pieces.len(), 3, "{pieces:?}");
         assert_eq!(pieces[1].as_ptr(), large.as_ptr());
         assert_eq!(pieces[1].len(), large.len());

@@ -3,7 +3,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::{Codec, DecodeError, EncodeError, blob};
-use crate::transport::Payload;
+use crate::transport::{INLINE, Payload, Segment};
 
 /// The default codec: [postcard](https://docs.rs/postcard), a compact, stable binary format
 /// for serde types.
@@ -44,40 +44,94 @@ impl postcard::ser_flavors::Flavor for BufFlavor<'_> {
     }
 }
 
-/// Serializes into a buffer, but takes a large [`Blob`](super::Blob) as a piece of its own.
-#[derive(Default)]
+/// Serializes in place while the message is small, then into a buffer, and takes a large
+/// [`Blob`](super::Blob) as a piece of its own.
 struct PiecesFlavor {
-    buf: BytesMut,
-    pieces: Vec<Bytes>,
+    /// The piece being written.
+    current: Current,
+    /// The first piece, once a blob has followed it.
+    first: Option<Segment>,
+    /// The pieces after the first.
+    rest: Vec<Bytes>,
+}
+
+enum Current {
+    Inline { len: usize, bytes: [u8; INLINE] },
+    Buf(BytesMut),
+}
+
+impl Current {
+    fn extend(&mut self, data: &[u8]) {
+        match self {
+            Current::Inline { len, bytes } if *len + data.len() <= INLINE => {
+                bytes[*len..*len + data.len()].copy_from_slice(data);
+                *len += data.len();
+            }
+            Current::Inline { len, bytes } => {
+                let mut buf = BytesMut::with_capacity(*len + data.len());
+                buf.extend_from_slice(&bytes[..*len]);
+                buf.extend_from_slice(data);
+                *self = Current::Buf(buf);
+            }
+            Current::Buf(buf) => buf.extend_from_slice(data),
+        }
+    }
+
+    fn take(&mut self) -> Segment {
+        match std::mem::replace(self, Current::EMPTY) {
+            Current::Inline { len, bytes } => Segment::Inline {
+                len: len as u8,
+                bytes,
+            },
+            Current::Buf(buf) => Segment::Heap(buf.freeze()),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        match self {
+            Current::Inline { len, .. } => *len == 0,
+            Current::Buf(buf) => buf.is_empty(),
+        }
+    }
+
+    const EMPTY: Current = Current::Inline {
+        len: 0,
+        bytes: [0; INLINE],
+    };
 }
 
 impl postcard::ser_flavors::Flavor for PiecesFlavor {
     type Output = Payload;
 
     fn try_push(&mut self, byte: u8) -> postcard::Result<()> {
-        self.buf.put_u8(byte);
+        self.current.extend(&[byte]);
         Ok(())
     }
 
     fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
         match blob::spliced(data) {
             Some(shared) => {
-                if !self.buf.is_empty() {
-                    self.pieces.push(self.buf.split().freeze());
+                let done = self.current.take();
+                match self.first {
+                    None => self.first = Some(done),
+                    Some(_) if done.is_empty() => {}
+                    Some(_) => self.rest.push(done.to_bytes()),
                 }
-                self.pieces.push(shared);
+                self.rest.push(shared);
             }
-            None => self.buf.extend_from_slice(data),
+            None => self.current.extend(data),
         }
         Ok(())
     }
 
     fn finalize(mut self) -> postcard::Result<Payload> {
-        if self.pieces.is_empty() {
-            return Ok(Payload::from(self.buf.freeze()));
+        let Some(first) = self.first else {
+            return Ok(Payload::starting_with(self.current.take(), Vec::new()));
+        };
+        if !self.current.is_empty() {
+            self.rest.push(self.current.take().to_bytes());
         }
-        self.pieces.push(self.buf.freeze());
-        Ok(Payload::from_pieces(self.pieces))
+        Ok(Payload::starting_with(first, self.rest))
     }
 }
 
@@ -106,7 +160,12 @@ pub(crate) fn encode<T: Serialize + ?Sized>(
 /// The postcard encoding of `value` for the wire: large [`Blob`](super::Blob)s in it are not
 /// copied but become pieces of their own.
 pub(crate) fn encode_payload<T: Serialize + ?Sized>(value: &T) -> Result<Payload, EncodeError> {
-    postcard::serialize_with_flavor(value, PiecesFlavor::default()).map_err(EncodeError::new::<T>)
+    let flavor = PiecesFlavor {
+        current: Current::EMPTY,
+        first: None,
+        rest: Vec::new(),
+    };
+    postcard::serialize_with_flavor(value, flavor).map_err(EncodeError::new::<T>)
 }
 
 /// Decodes exactly one `T` from all of `src`.

@@ -5,7 +5,7 @@
 //! Calls interleave at their `.await` points; a handler that computes for long without
 //! awaiting holds up the other calls of its connection (not those of other connections), so
 //! heavy work belongs in `tokio::task::spawn_blocking`.
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -25,6 +25,7 @@ use super::request::{Reply, ServerRequest, ServerResponse};
 use super::streams::{ServerLink, ServerSink, send_response_stream, stop_sending_frame};
 use super::{BoxError, Config};
 use crate::ServiceInfo;
+use crate::ids::{CallMap, call_map};
 use crate::ipc::{LocalStream, PeerCredentials};
 use crate::stream::{self, CreditSlot, Inbox, Link, SendFlow};
 use crate::transport::{FrameReader, FrameWriter, Parts};
@@ -112,9 +113,9 @@ pub(crate) async fn serve_connection<S>(
         peer_addr,
         config,
         calls: FuturesUnordered::new(),
-        aborts: HashMap::new(),
-        inboxes: HashMap::new(),
-        credits: HashMap::new(),
+        aborts: call_map(),
+        inboxes: call_map(),
+        credits: call_map(),
         callbacks,
         waiting: VecDeque::new(),
         out_tx,
@@ -141,11 +142,11 @@ struct Driver<R, W, S> {
     peer_addr: Option<SocketAddr>,
     config: Arc<Config>,
     calls: FuturesUnordered<CallFuture>,
-    aborts: HashMap<u64, AbortHandle>,
+    aborts: CallMap<AbortHandle>,
     /// The request streams of running calls.
-    inboxes: HashMap<u64, Inbox>,
+    inboxes: CallMap<Inbox>,
     /// The credit of running calls' response streams.
-    credits: HashMap<u64, CreditSlot>,
+    credits: CallMap<CreditSlot>,
     /// The client's offered service.
     callbacks: Option<crate::PeerClient>,
     /// Requests beyond the concurrency limit, sent before the client knew it.

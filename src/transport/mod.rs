@@ -31,7 +31,7 @@ use futures_sink::Sink;
 
 pub use error::FrameError;
 pub use framed::{FrameReader, FrameWriter, Framed};
-pub(crate) use parts::{Parts, Payload};
+pub(crate) use parts::{INLINE, Parts, Payload, Segment};
 
 /// The default maximum frame length: 16 MiB.
 pub const DEFAULT_MAX_FRAME_LEN: usize = 16 * 1024 * 1024;

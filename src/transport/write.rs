@@ -11,7 +11,7 @@ use std::task::{Context, Poll, ready};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use tokio::io::AsyncWrite;
 
-use super::{FrameError, HEADER_LEN, Payload};
+use super::{FrameError, HEADER_LEN, Payload, Segment};
 
 /// Payloads up to this size are copied into the staging buffer; larger ones are queued as is.
 const COPY_MAX: usize = 16 * 1024;
@@ -59,16 +59,26 @@ impl WriteState {
         self.staging.reserve(HEADER_LEN + head.len());
         self.staging.put_u32_le(len as u32);
         self.staging.extend_from_slice(head);
-        for piece in body.into_pieces() {
-            if piece.len() <= COPY_MAX {
-                self.staging.extend_from_slice(&piece);
-            } else {
-                self.stage_out();
-                self.queued += piece.len();
-                self.queue.push_back(piece);
-            }
+        let (first, rest) = body.into_parts();
+        match first {
+            Segment::Heap(piece) => self.push_piece(piece),
+            inline => self.staging.extend_from_slice(&inline),
+        }
+        for piece in rest {
+            self.push_piece(piece);
         }
         Ok(())
+    }
+
+    /// Copies a small piece into the staging buffer; queues a large one as it is.
+    fn push_piece(&mut self, piece: Bytes) {
+        if piece.len() <= COPY_MAX {
+            self.staging.extend_from_slice(&piece);
+        } else {
+            self.stage_out();
+            self.queued += piece.len();
+            self.queue.push_back(piece);
+        }
     }
 
     fn stage_out(&mut self) {

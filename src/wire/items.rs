@@ -7,7 +7,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use prost::encoding::{decode_varint, encode_varint, encoded_len_varint};
 
 use super::{ENVELOPE_STREAM_ITEM, STREAM_ITEM_PAYLOAD, envelope_head};
-use crate::transport::{Parts, Payload};
+use crate::transport::{Parts, Payload, Segment};
 
 /// The tag of `StreamItem.call_id`, a varint.
 const CALL_ID: u8 = 1 << 3;
@@ -34,9 +34,9 @@ pub(crate) fn stream_item_parts(call_id: u64, payload: Bytes) -> Parts {
         id_field + payload_field,
         payload.len(),
         STREAM_ITEM_PAYLOAD,
-        |buf| {
+        |mut buf| {
             if call_id != 0 {
-                prost::encoding::uint64::encode(1, &call_id, buf);
+                prost::encoding::uint64::encode(1, &call_id, &mut buf);
             }
         },
     );
@@ -148,7 +148,7 @@ impl ItemFrame {
         encode_varint(message_len as u64, &mut head);
         // All payload: the writer sends a large frame from this buffer rather than copy it.
         Parts {
-            head: Bytes::new(),
+            head: Segment::default(),
             payload: Payload::from(self.buf.freeze().slice(start..)),
         }
     }

@@ -12,7 +12,7 @@ pub(crate) use messages::{
 
 pub(crate) use items::{ItemBatch, ItemFrame, stream_item_parts, stream_items};
 
-use crate::transport::{Parts, Payload};
+use crate::transport::{Parts, Payload, Segment};
 use crate::{Error, RefuseReason, ServiceInfo};
 
 /// The protocol version this crate speaks.
@@ -170,7 +170,7 @@ pub(crate) fn request_parts(mut request: Request, payload: Payload) -> Parts {
         request_len,
         payload.len(),
         REQUEST_PAYLOAD,
-        |buf| request.encode_raw(buf),
+        |mut buf| request.encode_raw(&mut buf),
     );
     Parts { head, payload }
 }
@@ -189,9 +189,13 @@ pub(crate) fn response_parts(call_id: u64, app_error: bool, payload: Payload) ->
     let payload_field =
         1 + prost::encoding::encoded_len_varint(payload.len() as u64) + payload.len();
     let response_len = response.encoded_len() + payload_field;
-    let head = envelope_head(ENVELOPE_RESPONSE, response_len, payload.len(), tag, |buf| {
-        response.encode_raw(buf)
-    });
+    let head = envelope_head(
+        ENVELOPE_RESPONSE,
+        response_len,
+        payload.len(),
+        tag,
+        |mut buf| response.encode_raw(&mut buf),
+    );
     Parts { head, payload }
 }
 
@@ -200,16 +204,17 @@ fn envelope_head(
     message_len: usize,
     payload_len: usize,
     payload_tag: u8,
-    fields: impl FnOnce(&mut BytesMut),
-) -> Bytes {
-    use bytes::BufMut;
-    let mut head = BytesMut::with_capacity(message_len - payload_len + 12);
-    head.put_u8(envelope_tag);
-    prost::encoding::encode_varint(message_len as u64, &mut head);
-    fields(&mut head);
-    head.put_u8(payload_tag);
-    prost::encoding::encode_varint(payload_len as u64, &mut head);
-    head.freeze()
+    fields: impl FnOnce(&mut dyn bytes::BufMut),
+) -> Segment {
+    let head_len =
+        1 + prost::encoding::encoded_len_varint(message_len as u64) + message_len - payload_len;
+    Segment::build(head_len, |mut head| {
+        head.put_u8(envelope_tag);
+        prost::encoding::encode_varint(message_len as u64, &mut head);
+        fields(head);
+        head.put_u8(payload_tag);
+        prost::encoding::encode_varint(payload_len as u64, &mut head);
+    })
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! One client connection: a write side shared by the callers (see `writer.rs`: whoever finds it
 //! idle writes every queued request) and a reader task that routes responses to the callers
 //! waiting for them.
-use std::collections::HashMap;
+use crate::ids::{CallMap, call_map};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -47,7 +47,7 @@ pub(crate) struct Connection {
     server: Option<PeerCredentials>,
     /// The service this client offers for calls back, and those running.
     offered: Option<Offered>,
-    callbacks: Mutex<HashMap<u64, AbortHandle>>,
+    callbacks: Mutex<CallMap<AbortHandle>>,
     callback_config: crate::server::Config,
     /// Calls (streams included) that may be in flight: the server's limit once its answer
     /// to the hello is in, `wire::INITIAL_CALLS` until then.
@@ -92,7 +92,7 @@ pub(crate) struct Started {
 
 #[derive(Debug, Default)]
 struct Pending {
-    calls: HashMap<u64, Waiter>,
+    calls: CallMap<Waiter>,
     /// Set once the reader has stopped; no call may be registered after that.
     closed: Option<Closed>,
 }
@@ -156,7 +156,7 @@ impl Connection {
             max_frame_len,
             server,
             offered,
-            callbacks: Mutex::new(HashMap::new()),
+            callbacks: Mutex::new(call_map()),
             callback_config: crate::server::Config {
                 max_frame_len,
                 ..Default::default()

@@ -1,0 +1,84 @@
+//! Tables keyed by call id.
+//!
+//! A call in flight is entered in a table when it starts and removed when it ends, so every
+//! call hashes its id a few times. `std`'s default hasher (SipHash) guards against inputs
+//! chosen to collide, at a cost several times that of the lookup itself for a `u64`. Here a
+//! multiply-and-fold hash keyed with a random value per process does the job: a peer that
+//! does not know the key cannot aim its call ids at one bucket, and a table holds at most the
+//! calls a connection may have in flight anyway.
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::OnceLock;
+
+/// A table keyed by call id.
+pub(crate) type CallMap<V> = HashMap<u64, V, IdHash>;
+
+/// An empty [`CallMap`].
+pub(crate) fn call_map<V>() -> CallMap<V> {
+    HashMap::with_hasher(IdHash::default())
+}
+
+/// Builds [`IdHasher`]s with this process's key.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct IdHash(u64);
+
+impl Default for IdHash {
+    fn default() -> Self {
+        static KEY: OnceLock<u64> = OnceLock::new();
+        IdHash(*KEY.get_or_init(|| std::collections::hash_map::RandomState::new().hash_one(0u64)))
+    }
+}
+
+impl BuildHasher for IdHash {
+    type Hasher = IdHasher;
+
+    fn build_hasher(&self) -> IdHasher {
+        IdHasher(self.0)
+    }
+}
+
+/// Hashes one `u64`: keyed, multiplied by an odd constant, high bits folded into low ones
+/// (the table takes bucket bits from the low end and a tag from the high end).
+#[derive(Debug)]
+pub(crate) struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        // Not used for `u64` keys; correct for anything else all the same.
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        let h = (self.0 ^ n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        self.0 = h ^ (h >> 32);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sequential_and_strided_ids_spread_over_buckets() {
+        let hash = IdHash::default();
+        for stride in [1u64, 2, 1 << 10, 1 << 32] {
+            let buckets: std::collections::HashSet<u64> = (0..256u64)
+                .map(|i| hash.hash_one(i * stride) & 255)
+                .collect();
+            assert!(
+                buckets.len() > 128,
+                "stride {stride}: {} buckets",
+                buckets.len()
+            );
+        }
+        let mut map = call_map();
+        map.insert(7, "seven");
+        assert_eq!(map.remove(&7), Some("seven"));
+    }
+}
