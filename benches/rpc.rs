@@ -68,19 +68,27 @@ fn main() {
 
 fn serve(role: &str, name: &str) {
     match role {
-        // Not a server: a client for counting instructions per call under callgrind, with
+        // Not servers: clients for counting instructions per call under callgrind, with
         // `callgrind_control -d` run at each pause (see benches/README.md).
-        "rpc-client" => {
+        "rpc-client" | "rpc-blocking-client" => {
             let calls: u64 =
                 std::env::var("LOCALRPC_BENCH_CALLS").map_or(20_000, |n| n.parse().unwrap());
-            let rt = runtime();
-            let client = rt.block_on(EchoClient::connect(name)).unwrap();
             let payload = ByteBuf::from(vec![7u8; 16]);
             let pause = |what: &str| {
                 println!("{what}");
                 std::io::stdout().flush().unwrap();
                 std::io::stdin().read_line(&mut String::new()).unwrap();
             };
+            if role == "rpc-blocking-client" {
+                let client = EchoBlockingClient::connect(name).unwrap();
+                rpc_blocking_calls(&client, &payload, 1000);
+                pause("warm");
+                rpc_blocking_calls(&client, &payload, calls);
+                pause("done");
+                return;
+            }
+            let rt = runtime();
+            let client = rt.block_on(EchoClient::connect(name)).unwrap();
             rt.block_on(rpc_calls(&client, &payload, 1000));
             pause("warm");
             rt.block_on(rpc_calls(&client, &payload, calls));

@@ -347,6 +347,8 @@ struct Conn {
     /// The read timeout currently set on the stream.
     read_timeout: Option<Duration>,
     rbuf: BytesMut,
+    /// Where small reads land before they join `rbuf`: zeroed once, not on every read.
+    scratch: Box<[u8]>,
     wbuf: Vec<u8>,
 }
 
@@ -362,6 +364,7 @@ impl Conn {
             closed: None,
             read_timeout: None,
             rbuf: BytesMut::new(),
+            scratch: vec![0; READ_CHUNK].into_boxed_slice(),
             wbuf: Vec::new(),
         }
     }
@@ -479,11 +482,11 @@ impl Conn {
             }
             let start = self.rbuf.len();
             let result = if want <= READ_CHUNK {
-                // Small reads go through the stack: cheaper than zeroing buffer space.
-                let mut chunk = [0u8; READ_CHUNK];
-                let result = self.stream.read(&mut chunk);
+                // Small reads go through the scratch buffer: cheaper than zeroing buffer
+                // space for each read.
+                let result = self.stream.read(&mut self.scratch);
                 if let Ok(n) = result {
-                    self.rbuf.extend_from_slice(&chunk[..n]);
+                    self.rbuf.extend_from_slice(&self.scratch[..n]);
                 }
                 result
             } else {

@@ -13,7 +13,15 @@ type BoxWrite = Pin<Box<dyn AsyncWrite + Send>>;
 
 pub(crate) struct SharedWriter {
     queue: Mutex<Vec<Parts>>,
-    io: tokio::sync::Mutex<FrameWriter<BoxWrite>>,
+    io: tokio::sync::Mutex<Io>,
+}
+
+/// The write side proper, held by whoever pumps.
+struct Io {
+    writer: FrameWriter<BoxWrite>,
+    /// The queue's previous buffer, empty: swapped with the queue, so that queueing does not
+    /// allocate a new one for every batch.
+    spare: Vec<Parts>,
 }
 
 impl std::fmt::Debug for SharedWriter {
@@ -26,10 +34,10 @@ impl SharedWriter {
     pub(crate) fn new(io: impl AsyncWrite + Send + 'static, max_frame_len: usize) -> Self {
         SharedWriter {
             queue: Mutex::new(Vec::new()),
-            io: tokio::sync::Mutex::new(FrameWriter::with_max_frame_len(
-                Box::pin(io),
-                max_frame_len,
-            )),
+            io: tokio::sync::Mutex::new(Io {
+                writer: FrameWriter::with_max_frame_len(Box::pin(io), max_frame_len),
+                spare: Vec::new(),
+            }),
         }
     }
 
@@ -44,21 +52,22 @@ impl SharedWriter {
     /// [`pump_later`] makes sure someone finishes the job.
     pub(crate) async fn pump(&self) -> Result<(), FrameError> {
         loop {
-            let Ok(mut io) = self.io.try_lock() else {
+            let Ok(mut guard) = self.io.try_lock() else {
                 return Ok(());
             };
+            let io = &mut *guard;
             loop {
-                let batch = std::mem::take(&mut *self.queue.lock().unwrap());
-                for frame in batch {
-                    io.push_parts(&frame.head, frame.payload)?;
+                std::mem::swap(&mut *self.queue.lock().unwrap(), &mut io.spare);
+                for frame in io.spare.drain(..) {
+                    io.writer.push_parts(&frame.head, frame.payload)?;
                 }
                 // Also finishes what a pump dropped mid-write left in the writer's buffer.
-                io.flush().await?;
+                io.writer.flush().await?;
                 if self.queue.lock().unwrap().is_empty() {
                     break;
                 }
             }
-            drop(io);
+            drop(guard);
             // A frame queued after the last look but before the lock was released would be
             // stranded: look once more.
             if self.queue.lock().unwrap().is_empty() {
