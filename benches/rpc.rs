@@ -559,10 +559,48 @@ fn summary() {
         "throughput     localrpc (1 connection)    {rpc_tp:>10.0} calls/s   ratio {:.2}",
         rpc_tp / raw_tp
     );
-    // Bulk: MiB/s per round of 16 echoes of 1 MiB or 3 of 16 MiB, median of 9 rounds; on
-    // two CPUs, the client on one and the servers on the other (see `placement`).
+    // The same with fixed placement (see `placement`): the client's runtime on one CPU, the
+    // servers on the other.
     let cpus = placement::two_cpus();
     let server_cpu = cpus.map(|(_, server)| server);
+    if let Some((client_cpu, _)) = cpus {
+        let raw_p = ServerProc::start_on("raw-tokio", server_cpu);
+        let rpc_p = ServerProc::start_on("rpc", server_cpu);
+        // Threads inherit the CPU set of the thread that starts them.
+        let placed = placement::pinned(client_cpu, || {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap()
+        });
+        let client_p = placed
+            .block_on(EchoClient::connect(rpc_p.name.as_str()))
+            .unwrap();
+        let [raw_tp, rpc_tp] = interleaved_medians(
+            7,
+            [
+                &mut || {
+                    calls as f64
+                        / placed
+                            .block_on(raw::many(&raw_p.name, 64, &small, calls))
+                            .as_secs_f64()
+                },
+                &mut || {
+                    calls as f64
+                        / placed
+                            .block_on(rpc_pipelined(&client_p, &small_bytes, 64, calls))
+                            .as_secs_f64()
+                },
+            ],
+        );
+        println!(
+            "throughput     placed: raw tokio {raw_tp:>10.0} calls/s   localrpc {rpc_tp:>10.0} calls/s   ratio {:.2}",
+            rpc_tp / raw_tp
+        );
+    }
+    // Bulk: MiB/s per round of 16 echoes of 1 MiB or 3 of 16 MiB, median of 9 rounds; on
+    // two CPUs, the client on one and the servers on the other.
     let raw_b = ServerProc::start_on("raw-tokio", server_cpu);
     let rpc_b = ServerProc::start_on("rpc", server_cpu);
     let blob_b = ServerProc::start_on("rpc-blob", server_cpu);
