@@ -11,7 +11,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use futures_util::future::AbortHandle;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot, watch};
+use tokio::sync::{oneshot, watch};
 
 use super::CallResponse;
 use super::writer::{PumpGuard, SharedWriter, pump_later};
@@ -22,10 +22,12 @@ use crate::wire::{self, envelope};
 use crate::{Error, RefuseReason, ServiceInfo, Streaming};
 
 mod callbacks;
+mod limit;
 mod read;
 mod streams;
 
 pub(crate) use callbacks::Offered;
+use limit::{CallLimit, Slot};
 use read::read_until_dropped;
 pub(crate) use streams::ClientSink;
 use streams::ConnLink;
@@ -51,7 +53,7 @@ pub(crate) struct Connection {
     callback_config: crate::server::Config,
     /// Calls (streams included) that may be in flight: the server's limit once its answer
     /// to the hello is in, `wire::INITIAL_CALLS` until then.
-    permits: Arc<Semaphore>,
+    permits: Arc<CallLimit>,
     /// Dropped with the last handle: stops the reader, which closes the stream even where
     /// the write half cannot shut down on its own (Windows pipes).
     _dropped: oneshot::Sender<()>,
@@ -66,7 +68,7 @@ struct Waiter {
     inbox: Option<Inbox>,
     /// The request stream's credit (dropping it stops the sender).
     credit: Option<CreditSlot>,
-    _permit: Option<OwnedSemaphorePermit>,
+    _permit: Option<Slot>,
 }
 
 impl Waiter {
@@ -161,7 +163,7 @@ impl Connection {
                 max_frame_len,
                 ..Default::default()
             },
-            permits: Arc::new(Semaphore::new(wire::INITIAL_CALLS)),
+            permits: CallLimit::new(wire::INITIAL_CALLS),
             _dropped: dropped_tx,
         });
         // The hello goes out even if no call follows (handshake() may be waiting for it).
@@ -287,15 +289,7 @@ impl Connection {
 
     /// Takes a call permit and enters the call in the table.
     async fn register(&self, id: u64, mut waiter: Waiter) -> Result<(), Error> {
-        let permit = match self.permits.clone().try_acquire_owned() {
-            Ok(permit) => permit,
-            Err(_) => self
-                .permits
-                .clone()
-                .acquire_owned()
-                .await
-                .map_err(|_| Error::lost("connection closed"))?,
-        };
+        let permit = self.permits.take().await;
         waiter._permit = Some(permit);
         let mut pending = self.pending.lock().unwrap();
         if let Some(closed) = &pending.closed {
@@ -361,21 +355,8 @@ impl Connection {
 
     /// Applies the server's limit on calls in flight.
     fn set_call_limit(&self, limit: u32) {
-        let limit = limit as usize;
-        if limit == 0 || limit == wire::INITIAL_CALLS {
-            return;
-        }
-        if limit > wire::INITIAL_CALLS {
-            self.permits
-                .add_permits((limit - wire::INITIAL_CALLS).min(Semaphore::MAX_PERMITS / 2));
-        } else {
-            let excess = (wire::INITIAL_CALLS - limit) as u32;
-            let permits = self.permits.clone();
-            tokio::spawn(async move {
-                if let Ok(p) = permits.acquire_many(excess).await {
-                    p.forget();
-                }
-            });
+        if limit != 0 {
+            self.permits.set(limit as usize);
         }
     }
 
