@@ -3,9 +3,11 @@
 //! A call in flight is entered in a table when it starts and removed when it ends, so every
 //! call hashes its id a few times. `std`'s default hasher (SipHash) guards against inputs
 //! chosen to collide, at a cost several times that of the lookup itself for a `u64`. Here a
-//! multiply-and-fold hash keyed with a random value per process does the job: a peer that
-//! does not know the key cannot aim its call ids at one bucket, and a table holds at most the
-//! calls a connection may have in flight anyway.
+//! folded multiply (the full 128-bit product of the keyed id and an odd constant, its halves
+//! XORed, as in foldhash) keyed with a random value per process does the job: every bit of
+//! the id reaches every bit of the hash, so a peer that does not know the key cannot aim its
+//! call ids at one bucket; and a table holds at most the calls a connection may have in
+//! flight anyway.
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::OnceLock;
@@ -37,8 +39,8 @@ impl BuildHasher for IdHash {
     }
 }
 
-/// Hashes one `u64`: keyed, multiplied by an odd constant, high bits folded into low ones
-/// (the table takes bucket bits from the low end and a tag from the high end).
+/// Hashes one `u64`: keyed, then the 128-bit product with an odd constant folded in half (the
+/// table takes bucket bits from the low end and a tag from the high end).
 #[derive(Debug)]
 pub(crate) struct IdHasher(u64);
 
@@ -51,8 +53,8 @@ impl Hasher for IdHasher {
     }
 
     fn write_u64(&mut self, n: u64) {
-        let h = (self.0 ^ n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        self.0 = h ^ (h >> 32);
+        let m = u128::from(self.0 ^ n) * 0x9e37_79b9_7f4a_7c15;
+        self.0 = (m as u64) ^ ((m >> 64) as u64);
     }
 
     fn finish(&self) -> u64 {
@@ -67,7 +69,9 @@ mod tests {
     #[test]
     fn sequential_and_strided_ids_spread_over_buckets() {
         let hash = IdHash::default();
-        for stride in [1u64, 2, 1 << 10, 1 << 32] {
+        // Ids that differ only in high bits too (a fold of the 64-bit product alone left
+        // those in one bucket, whatever the key).
+        for stride in [1u64, 2, 1 << 10, 1 << 32, 1 << 43, 1 << 55] {
             let buckets: std::collections::HashSet<u64> = (0..256u64)
                 .map(|i| hash.hash_one(i * stride) & 255)
                 .collect();

@@ -44,6 +44,9 @@ trait Calculator {
     async fn layer_saw(&self) -> (Option<u32>, Option<SocketAddr>);
     /// The bytes in reverse order (a `Blob`, decoded without a copy on both sides).
     async fn reverse(&self, data: Blob) -> Blob;
+    /// Never finishes, always busy: uses up the task's coop budget on every poll. Creates
+    /// `path` when dropped.
+    async fn spin(&self, path: String) -> u64;
 }
 
 /// The same service name with another method table: refused at connect time.
@@ -116,6 +119,18 @@ impl Calculator for Calc {
         let mut v = data.to_vec();
         v.reverse();
         Blob::from(v)
+    }
+    async fn spin(&self, path: String) -> u64 {
+        struct MarkOnDrop(String);
+        impl Drop for MarkOnDrop {
+            fn drop(&mut self) {
+                let _ = std::fs::write(&self.0, b"dropped");
+            }
+        }
+        let _mark = MarkOnDrop(path);
+        loop {
+            tokio::task::coop::consume_budget().await;
+        }
     }
 }
 
@@ -397,6 +412,27 @@ fn deadline_exceeded_stops_the_handler(transport: Transport) {
         );
         // The connection is still good.
         assert_eq!(calc.add(2, 2).await.unwrap(), 4);
+
+        // A handler that never runs out of work uses up its task's coop budget on every
+        // poll; its deadline must fire all the same. The client gives up at its own
+        // deadline without a cancel, so only the server's timer can drop the handler.
+        let dropped = marker(&dir, "spin");
+        let err = calc
+            .clone()
+            .with_timeout(Duration::from_millis(200))
+            .spin(dropped.display().to_string())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::DeadlineExceeded), "{err}");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !exists(&dropped) && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(
+            exists(&dropped),
+            "a busy handler past its deadline was dropped on the server"
+        );
+        assert_eq!(calc.add(3, 3).await.unwrap(), 6);
     });
 }
 

@@ -482,14 +482,20 @@ where
 {
     Until {
         call,
-        sleep: deadline.map(|d| Box::pin(tokio::time::sleep_until(d.into()))),
+        // Unconstrained, as `tokio::time::timeout` polls its timer: a call that uses up the
+        // task's coop budget must not keep its deadline from firing.
+        sleep: deadline.map(|d| {
+            Box::pin(tokio::task::unconstrained(tokio::time::sleep_until(
+                d.into(),
+            )))
+        }),
     }
 }
 
 /// The future of [`until`]: written out rather than `async`, which would hold `call` twice.
 struct Until<F> {
     call: F,
-    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+    sleep: Option<Pin<Box<tokio::task::Unconstrained<tokio::time::Sleep>>>>,
 }
 
 impl<F: Future<Output = Result<CallResponse, Error>>> Future for Until<F> {

@@ -14,9 +14,11 @@ use serde::{Serialize, Serializer};
 ///
 /// - when localrpc decodes it, shares the received buffer instead (the buffer is freed when
 ///   the last `Blob` referring to it is dropped);
-/// - when localrpc sends it and it is 32 KiB or more, goes to the socket from its own buffer,
-///   as a piece of the message next to the encoding of the other arguments; smaller blobs are
-///   copied, which costs less than a piece of their own.
+/// - when localrpc sends it as (part of) a method's arguments or return value and it is
+///   32 KiB or more, goes to the socket from its own buffer, as a piece of the message next
+///   to the encoding of the rest; smaller blobs are copied, which costs less than a piece of
+///   their own. Items of a [`Streaming`](crate::Streaming) are encoded into the frame that
+///   carries them, so a blob sent as a stream item is copied.
 ///
 /// It serializes like `serde_bytes::ByteBuf`, so the wire format is the same, and cloning it
 /// is cheap. Outside localrpc's encoder and decoder (another serde format, or

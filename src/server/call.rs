@@ -59,9 +59,13 @@ where
         peer_pid = ?ctx.peer.and_then(|p| p.pid()),
         trace_id = %format_args!("{:032x}", ctx.trace_id),
     );
-    let sleep = ctx
-        .deadline
-        .map(|deadline| Box::pin(tokio::time::sleep_until(deadline.into())));
+    // Unconstrained, as `tokio::time::timeout` polls its timer: a handler that uses up the
+    // task's coop budget must not keep its deadline from firing.
+    let sleep = ctx.deadline.map(|deadline| {
+        Box::pin(tokio::task::unconstrained(tokio::time::sleep_until(
+            deadline.into(),
+        )))
+    });
     let call = ctx.scope(async move {
         std::future::poll_fn(|cx| svc.poll_ready(cx)).await?;
         svc.call(req).await
@@ -84,7 +88,7 @@ where
 struct RunCall<F> {
     /// The call, until it is over.
     call: Option<CatchUnwind<F>>,
-    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+    sleep: Option<Pin<Box<tokio::task::Unconstrained<tokio::time::Sleep>>>>,
     span: tracing::Span,
 }
 

@@ -60,7 +60,7 @@ impl Segment {
             let mut bytes = [0; INLINE];
             let mut rest = &mut bytes[..len];
             write(&mut rest);
-            debug_assert!(rest.is_empty(), "fewer bytes written than announced");
+            assert!(rest.is_empty(), "fewer bytes written than announced");
             Segment::Inline {
                 len: len as u8,
                 bytes,
@@ -68,7 +68,7 @@ impl Segment {
         } else {
             let mut buf = BytesMut::with_capacity(len);
             write(&mut buf);
-            debug_assert_eq!(buf.len(), len, "not the bytes announced");
+            assert_eq!(buf.len(), len, "not the bytes announced");
             Segment::Heap(buf.freeze())
         }
     }
