@@ -266,9 +266,13 @@ impl Client {
                 conn.hello_reply(frame)?;
                 continue;
             }
-            let kind = match wire::Envelope::decode(frame) {
-                Ok(wire::Envelope { kind: Some(kind) }) => kind,
-                Ok(_) => continue,
+            let decoded = match wire::fast::response(&frame) {
+                Some(resp) => Ok(Some(envelope::Kind::Response(resp))),
+                None => wire::Envelope::decode(frame).map(|e| e.kind),
+            };
+            let kind = match decoded {
+                Ok(Some(kind)) => kind,
+                Ok(None) => continue,
                 Err(e) => {
                     let why = format!("undecodable envelope from the server: {e}");
                     return Err(conn.close(Closed::Lost(why)));

@@ -259,6 +259,10 @@ where
             self.on_items(id, items);
             return true;
         }
+        if let Some(req) = wire::fast::request(&frame) {
+            self.on_request(req);
+            return true;
+        }
         let kind = match wire::Envelope::decode(frame) {
             Ok(wire::Envelope { kind: Some(kind) }) => kind,
             Ok(_) => return true,
@@ -269,28 +273,7 @@ where
             }
         };
         match kind {
-            envelope::Kind::Request(req) if self.going_away => {
-                let status = wire::Status::new(Code::ShuttingDown, "server is shutting down");
-                let frame = response_frame(req.call_id, Reply::Error(status), &self.config);
-                self.respond(frame);
-            }
-            envelope::Kind::Request(req) if self.calls.len() < self.config.max_concurrent_calls => {
-                self.start_call(req);
-            }
-            envelope::Kind::Request(req) if self.waiting.len() < wire::INITIAL_CALLS => {
-                self.waiting.push_back(req);
-            }
-            envelope::Kind::Request(req) => {
-                let status = wire::Status::new(
-                    Code::Refused,
-                    format!(
-                        "too many calls in flight on this connection (the limit is {})",
-                        self.config.max_concurrent_calls
-                    ),
-                );
-                let frame = response_frame(req.call_id, Reply::Error(status), &self.config);
-                self.respond(frame);
-            }
+            envelope::Kind::Request(req) => self.on_request(req),
             envelope::Kind::Cancel(cancel) => {
                 let id = cancel.call_id;
                 tracing::debug!(call_id = id, "call cancelled by the client");
@@ -321,6 +304,29 @@ where
             }
         }
         true
+    }
+
+    /// Starts a call, queues it until a running one ends, or refuses it.
+    fn on_request(&mut self, req: wire::Request) {
+        if self.going_away {
+            let status = wire::Status::new(Code::ShuttingDown, "server is shutting down");
+            let frame = response_frame(req.call_id, Reply::Error(status), &self.config);
+            self.respond(frame);
+        } else if self.calls.len() < self.config.max_concurrent_calls {
+            self.start_call(req);
+        } else if self.waiting.len() < wire::INITIAL_CALLS {
+            self.waiting.push_back(req);
+        } else {
+            let status = wire::Status::new(
+                Code::Refused,
+                format!(
+                    "too many calls in flight on this connection (the limit is {})",
+                    self.config.max_concurrent_calls
+                ),
+            );
+            let frame = response_frame(req.call_id, Reply::Error(status), &self.config);
+            self.respond(frame);
+        }
     }
 
     /// Routes a frame of items of a call's request stream.

@@ -1,4 +1,5 @@
 //! The envelope and the handshake, as specified in `proto/localrpc.proto`.
+pub(crate) mod fast;
 mod items;
 mod messages;
 

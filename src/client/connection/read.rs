@@ -90,6 +90,10 @@ async fn read_loop<R: AsyncRead + Unpin>(mut reader: FrameReader<R>, conn: Weak<
             conn.on_items(id, items);
             continue;
         }
+        if let Some(resp) = wire::fast::response(&frame) {
+            conn.complete(resp.call_id, wire::reply_of(resp));
+            continue;
+        }
         let kind = match wire::Envelope::decode(frame) {
             Ok(wire::Envelope { kind: Some(kind) }) => kind,
             Ok(_) => continue, // an empty envelope carries nothing
