@@ -8,6 +8,7 @@ pub mod blocking;
 mod client;
 pub mod codec;
 mod context;
+mod deadline;
 mod error;
 mod ids;
 pub mod ipc;

@@ -46,10 +46,6 @@ pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 /// The future a generated server returns for one call.
 pub type ServeFuture = BoxFuture<Result<ServerResponse, Infallible>>;
 
-fn encode<T: Serialize>(value: &T) -> Result<Payload, crate::codec::EncodeError> {
-    encode_payload(value)
-}
-
 /// Connects a generated client.
 pub async fn connect(name: impl IntoName, info: &'static ServiceInfo) -> Result<Client, Error> {
     Client::connect(name, info).await
@@ -61,7 +57,7 @@ fn request<A: Serialize>(
     method: u32,
     args: &A,
 ) -> Result<CallRequest, Error> {
-    let mut req = CallRequest::with_payload(info, method, encode(args)?);
+    let mut req = CallRequest::with_payload(info, method, encode_payload(args)?);
     req.timeout = opts.timeout;
     Ok(req)
 }
@@ -309,7 +305,7 @@ fn bad_request(e: crate::codec::DecodeError) -> ServeFuture {
 }
 
 fn encode_reply<T: Serialize>(value: &T, wrap: fn(Payload) -> Reply) -> ServerResponse {
-    match encode(value) {
+    match encode_payload(value) {
         Ok(payload) => ServerResponse {
             reply: wrap(payload),
         },

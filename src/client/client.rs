@@ -11,6 +11,7 @@ use tracing::Instrument;
 use super::connection::{ClientSink, Connection, Offered};
 use super::request::Outgoing;
 use super::{CallRequest, CallResponse, ReconnectPolicy};
+use crate::deadline;
 use crate::ipc::{ConnectOptions, LocalStream};
 use crate::server::BoxError;
 use crate::stream;
@@ -465,60 +466,24 @@ async fn unary_call(
         id,
         armed: true,
     };
-    let outcome = until(deadline, async {
-        let rx = conn.start(id, frame).await?;
-        conn.reply(rx).await
-    })
-    .await;
+    let outcome = in_time(
+        deadline::deadline(deadline, async {
+            let rx = conn.start(id, frame).await?;
+            conn.reply(rx).await
+        })
+        .await,
+    );
     guard.armed = !matches!(outcome, Err(Error::DeadlineExceeded));
     outcome
 }
 
-/// Runs `call` until `deadline`. When it runs out: `DeadlineExceeded`, and the caller's
-/// [`CancelOnDrop`] tells the server.
-fn until<F>(deadline: Option<Instant>, call: F) -> Until<F>
-where
-    F: Future<Output = Result<CallResponse, Error>>,
-{
-    Until {
-        call,
-        // Unconstrained, as `tokio::time::timeout` polls its timer: a call that uses up the
-        // task's coop budget must not keep its deadline from firing.
-        sleep: deadline.map(|d| {
-            Box::pin(tokio::task::unconstrained(tokio::time::sleep_until(
-                d.into(),
-            )))
-        }),
-    }
-}
-
-/// The future of [`until`]: written out rather than `async`, which would hold `call` twice.
-struct Until<F> {
-    call: F,
-    sleep: Option<Pin<Box<tokio::task::Unconstrained<tokio::time::Sleep>>>>,
-}
-
-impl<F: Future<Output = Result<CallResponse, Error>>> Future for Until<F> {
-    type Output = F::Output;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        // SAFETY: `call` is pinned with `self`: never moved out, no `Drop` or `Unpin` by hand.
-        let this = unsafe { self.get_unchecked_mut() };
-        // SAFETY: as above.
-        let call = unsafe { Pin::new_unchecked(&mut this.call) };
-        if let Poll::Ready(outcome) = call.poll(cx) {
-            return Poll::Ready(outcome);
-        }
-        let expired = this
-            .sleep
-            .as_mut()
-            .is_some_and(|s| s.as_mut().poll(cx).is_ready());
-        if !expired {
-            return Poll::Pending;
-        }
+/// The outcome of a call run until its deadline ([`deadline::deadline`]): when it ran out,
+/// `DeadlineExceeded`, and the caller's [`CancelOnDrop`] tells the server.
+fn in_time(outcome: Option<Result<CallResponse, Error>>) -> Result<CallResponse, Error> {
+    outcome.unwrap_or_else(|| {
         tracing::debug!("deadline exceeded; cancelling on the server");
-        Poll::Ready(Err(Error::DeadlineExceeded))
-    }
+        Err(Error::DeadlineExceeded)
+    })
 }
 
 /// A call that takes or returns a stream.
@@ -561,7 +526,7 @@ async fn streaming_call(
     let rx = started
         .reply
         .expect("a call without a response stream has a reply");
-    let outcome = until(deadline, conn.reply(rx)).await;
+    let outcome = in_time(deadline::deadline(deadline, conn.reply(rx)).await);
     guard.armed = !matches!(outcome, Err(Error::DeadlineExceeded));
     drop(sender);
     outcome

@@ -11,6 +11,7 @@ use tracing::Instrument;
 use super::catch::CatchUnwind;
 use super::request::{Reply, ServerRequest, ServerResponse};
 use super::{BoxError, Config};
+use crate::deadline::{Deadline, deadline};
 use crate::ipc::PeerCredentials;
 use crate::transport::Parts;
 use crate::wire::{self, Code, envelope, response};
@@ -59,13 +60,7 @@ where
         peer_pid = ?ctx.peer.and_then(|p| p.pid()),
         trace_id = %format_args!("{:032x}", ctx.trace_id),
     );
-    // Unconstrained, as `tokio::time::timeout` polls its timer: a handler that uses up the
-    // task's coop budget must not keep its deadline from firing.
-    let sleep = ctx.deadline.map(|deadline| {
-        Box::pin(tokio::task::unconstrained(tokio::time::sleep_until(
-            deadline.into(),
-        )))
-    });
+    let at = ctx.deadline;
     let call = ctx.scope(async move {
         std::future::poll_fn(|cx| svc.poll_ready(cx)).await?;
         svc.call(req).await
@@ -77,8 +72,7 @@ where
         Either::Right(call.instrument(span.clone()))
     };
     RunCall {
-        call: Some(CatchUnwind(call)),
-        sleep,
+        call: Some(deadline(at, CatchUnwind(call))),
         span,
     }
 }
@@ -87,8 +81,7 @@ where
 /// future once as a value and once more while awaiting it, and copy it from one to the other.
 struct RunCall<F> {
     /// The call, until it is over.
-    call: Option<CatchUnwind<F>>,
-    sleep: Option<Pin<Box<tokio::task::Unconstrained<tokio::time::Sleep>>>>,
+    call: Option<Deadline<CatchUnwind<F>>>,
     span: tracing::Span,
 }
 
@@ -108,19 +101,7 @@ where
         let Some(running) = call.as_mut().as_pin_mut() else {
             return Poll::Pending; // over; not polled again by its owner
         };
-        let outcome = match running.poll(cx) {
-            Poll::Ready(outcome) => Some(outcome),
-            Poll::Pending => {
-                let expired = this
-                    .sleep
-                    .as_mut()
-                    .is_some_and(|s| s.as_mut().poll(cx).is_ready());
-                if !expired {
-                    return Poll::Pending;
-                }
-                None
-            }
-        };
+        let outcome = std::task::ready!(running.poll(cx));
         // The handler is dropped as soon as the call is over.
         call.set(None);
         Poll::Ready(match outcome {

@@ -3,9 +3,10 @@
 //! once, no metadata). Anything else gets `None`, and the caller decodes it with prost, so
 //! what these accept they decode exactly as prost would.
 use bytes::Bytes;
-use prost::encoding::decode_varint;
 
-use super::{ENVELOPE_REQUEST, ENVELOPE_RESPONSE, Request, Response, TraceContext, response};
+use super::{
+    ENVELOPE_REQUEST, ENVELOPE_RESPONSE, Request, Response, TraceContext, response, varint,
+};
 
 /// `Envelope { request }` without metadata.
 pub(crate) fn request(frame: &Bytes) -> Option<Request> {
@@ -102,17 +103,6 @@ fn delimited<'a>(rest: &mut &'a [u8]) -> Option<&'a [u8]> {
     let (value, after) = rest.split_at_checked(len)?;
     *rest = after;
     Some(value)
-}
-
-#[inline]
-fn varint(rest: &mut &[u8]) -> Option<u64> {
-    if let Some((&byte, after)) = rest.split_first()
-        && byte < 0x80
-    {
-        *rest = after;
-        return Some(u64::from(byte));
-    }
-    decode_varint(rest).ok()
 }
 
 #[cfg(test)]

@@ -4,9 +4,9 @@
 use std::ops::Range;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use prost::encoding::{decode_varint, encode_varint, encoded_len_varint};
+use prost::encoding::{encode_varint, encoded_len_varint};
 
-use super::{ENVELOPE_STREAM_ITEM, STREAM_ITEM_PAYLOAD, envelope_head};
+use super::{ENVELOPE_STREAM_ITEM, STREAM_ITEM_PAYLOAD, envelope_head, varint};
 use crate::transport::{Parts, Payload, Segment};
 
 /// The tag of `StreamItem.call_id`, a varint.
@@ -238,18 +238,6 @@ pub(crate) fn stream_items(frame: &Bytes) -> Option<(u64, ItemBatch)> {
         }
     }
     Some((call_id, batch))
-}
-
-#[inline]
-fn varint(rest: &mut &[u8]) -> Option<u64> {
-    // Most varints here are tags and the lengths of small items: one byte.
-    if let Some((&byte, after)) = rest.split_first()
-        && byte < 0x80
-    {
-        *rest = after;
-        return Some(u64::from(byte));
-    }
-    decode_varint(rest).ok()
 }
 
 enum Field {

@@ -149,6 +149,19 @@ pub(crate) fn trace_id(trace: Option<TraceContext>) -> u128 {
     })
 }
 
+/// The varint at the start of `rest`, which then starts after it; `None` if there is none.
+#[inline(always)]
+fn varint(rest: &mut &[u8]) -> Option<u64> {
+    // Most varints here are tags and small lengths: one byte.
+    if let Some((&byte, after)) = rest.split_first()
+        && byte < 0x80
+    {
+        *rest = after;
+        return Some(u64::from(byte));
+    }
+    prost::encoding::decode_varint(rest).ok()
+}
+
 /// Tag bytes of length-delimited fields: (field number << 3) | 2.
 const ENVELOPE_REQUEST: u8 = 1 << 3 | 2;
 const ENVELOPE_RESPONSE: u8 = 2 << 3 | 2;
