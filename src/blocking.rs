@@ -25,8 +25,8 @@
 //! server to stop the handler; its late answer is skipped. There is no reconnect: once the
 //! connection is lost every call fails with [`Error::ConnectionLost`]; connect again.
 //!
-//! Serving needs an executor for the handlers, which are `async fn`s: [`serve`] runs a server
-//! on a runtime of its own and blocks the calling thread until the server ends.
+//! [`serve`] serves from synchronous code: it blocks the calling thread and, on Unix, gives
+//! each connection a thread of its own that answers calls with blocking reads and writes.
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -540,10 +540,11 @@ fn frame_len(len: usize) -> [u8; 4] {
         .to_le_bytes()
 }
 
-/// Serves `service` at `name` from synchronous code: builds a Tokio runtime of its own,
-/// binds, and blocks the calling thread until the server ends (it serves until the process
-/// exits). Handlers are the service's `async fn`s, run on that runtime; use
-/// [`crate::Server::builder`] inside your own runtime for layers, limits and shutdown.
+/// Serves `service` at `name` from synchronous code, and blocks the calling thread for as
+/// long as the process runs: [`ServerBuilder::serve_blocking`](crate::ServerBuilder::serve_blocking)
+/// with the default settings, where it is described. On Unix each connection gets a thread
+/// of its own, so a [blocking client](Client) sees close to the latency of a plain socket
+/// exchange.
 ///
 /// ```no_run
 /// #[localrpc::service]
@@ -569,11 +570,7 @@ where
     S::Error: Into<BoxError>,
     S::Future: Send + 'static,
 {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(Error::Io)?;
-    runtime.block_on(async { crate::Server::builder().bind(name)?.serve(service).await })
+    crate::Server::builder().serve_blocking(name, service)
 }
 
 /// What the generated blocking clients call through. Implemented by [`Client`].

@@ -1,12 +1,14 @@
 //! The blocking client and serving from sync code, across real processes: a blocking client
-//! against an async server, and an async client against a server started from sync code.
+//! against an async server and against a server started from sync code (a thread per
+//! connection on Unix), and an async client against the latter.
 mod common;
 
 use std::time::Duration;
 
 use common::{ChildProc, Watchdog, report, rt, unique};
+use futures_util::StreamExt;
 use localrpc::codec::Blob;
-use localrpc::{Error, RefuseReason};
+use localrpc::{Error, RefuseReason, Streaming};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -20,6 +22,10 @@ trait Store {
     async fn pid(&self) -> u32;
     /// The arguments back in another order: large blobs go out from their own buffers.
     async fn swap(&self, head: String, a: Blob, n: u32, b: Blob) -> (Blob, u32, Blob, String);
+    /// The name of the thread the handler runs on.
+    async fn thread(&self) -> String;
+    /// `0..n` as a stream.
+    async fn count(&self, n: u32) -> Streaming<u32>;
 }
 
 /// The same service name with another method table: refused at the handshake.
@@ -49,6 +55,12 @@ impl Store for Impl {
     }
     async fn swap(&self, head: String, a: Blob, n: u32, b: Blob) -> (Blob, u32, Blob, String) {
         (b, n, a, head)
+    }
+    async fn thread(&self) -> String {
+        std::thread::current().name().unwrap_or("").to_owned()
+    }
+    async fn count(&self, n: u32) -> Streaming<u32> {
+        Streaming::from_iter(0..n)
     }
 }
 
@@ -114,8 +126,19 @@ fn start(role: &str, name: &str) -> ChildProc {
 #[test]
 fn blocking_client_calls_an_async_server() {
     let _wd = Watchdog::arm("blocking_client_calls_an_async_server");
+    blocking_client_calls("store-async");
+}
+
+#[test]
+fn blocking_client_calls_a_server_started_from_sync_code() {
+    let _wd = Watchdog::arm("blocking_client_calls_a_server_started_from_sync_code");
+    blocking_client_calls("store-sync");
+}
+
+/// A blocking client's calls against the server of `role`.
+fn blocking_client_calls(role: &str) {
     let name = unique("store");
-    let server = start("store-async", &name);
+    let server = start(role, &name);
     // No runtime anywhere in this thread.
     let store = StoreBlockingClient::connect(name.as_str()).unwrap();
     assert_eq!(store.pid().unwrap(), server.pid());
@@ -148,8 +171,18 @@ fn blocking_client_calls_an_async_server() {
 #[test]
 fn a_missed_deadline_is_typed_and_the_connection_goes_on() {
     let _wd = Watchdog::arm("a_missed_deadline_is_typed_and_the_connection_goes_on");
+    a_missed_deadline("store-async");
+}
+
+#[test]
+fn a_missed_deadline_on_a_server_started_from_sync_code() {
+    let _wd = Watchdog::arm("a_missed_deadline_on_a_server_started_from_sync_code");
+    a_missed_deadline("store-sync");
+}
+
+fn a_missed_deadline(role: &str) {
     let name = unique("store");
-    let _server = start("store-async", &name);
+    let _server = start(role, &name);
     let store = StoreBlockingClient::connect(name.as_str()).unwrap();
     let hurried = store.clone().with_timeout(Duration::from_millis(100));
     assert!(matches!(hurried.slow(400), Err(Error::DeadlineExceeded)));
@@ -247,4 +280,105 @@ fn async_client_calls_a_server_started_from_sync_code() {
     let store = StoreBlockingClient::connect(name.as_str()).unwrap();
     assert_eq!(store.echo(vec![9; 100_000]).unwrap(), vec![9; 100_000]);
     check_swap(|h, a, n, b| store.swap(h, a, n, b).unwrap());
+}
+
+#[test]
+fn a_connection_served_from_its_thread_moves_to_the_runtime_when_a_handler_waits() {
+    let _wd = Watchdog::arm("a_connection_served_from_its_thread_moves_to_the_runtime");
+    let name = unique("store");
+    let _server = start("store-sync", &name);
+    let store = StoreBlockingClient::connect(name.as_str()).unwrap();
+    // Unix: a handler that is ready at once runs on the connection's own thread, until
+    // one waits; from then on the connection is the runtime's. Windows: the runtime's from
+    // the start. Either way, every call is answered, in order, on the same connection.
+    let on_own_thread = cfg!(unix);
+    assert_eq!(store.thread().unwrap() == "localrpc-conn", on_own_thread);
+    assert_eq!(store.echo(vec![1; 10]).unwrap(), vec![1; 10]);
+    assert_eq!(store.slow(30).unwrap(), 30);
+    assert_ne!(store.thread().unwrap(), "localrpc-conn");
+    assert_eq!(store.echo(vec![2; 70_000]).unwrap(), vec![2; 70_000]);
+    check_swap(|h, a, n, b| store.swap(h, a, n, b).unwrap());
+    // Another connection starts on a thread of its own again.
+    let other = StoreBlockingClient::connect(name.as_str()).unwrap();
+    assert_eq!(other.thread().unwrap() == "localrpc-conn", on_own_thread);
+    assert_eq!(other.pid().unwrap(), store.pid().unwrap());
+}
+
+#[test]
+fn streams_and_many_calls_on_a_server_started_from_sync_code() {
+    let _wd = Watchdog::arm("streams_and_many_calls_on_a_server_started_from_sync_code");
+    let name = unique("store");
+    let _server = start("store-sync", &name);
+    rt().block_on(async {
+        let store = StoreClient::connect(name.as_str()).await.unwrap();
+        assert_eq!(store.echo(vec![5; 3]).await.unwrap(), vec![5; 3]);
+        // A stream moves the connection to the runtime, with calls of all kinds around it.
+        let items: Vec<u32> = store
+            .count(5000)
+            .await
+            .unwrap()
+            .map(|item| item.unwrap())
+            .collect()
+            .await;
+        assert_eq!(items, (0..5000).collect::<Vec<_>>());
+        let calls = (0..32u64).map(|i| {
+            let store = store.clone();
+            async move {
+                if i % 4 == 0 {
+                    assert_eq!(store.slow(i).await.unwrap(), i);
+                } else {
+                    let n = store.count(i as u32).await.unwrap().count().await;
+                    assert_eq!(n, i as usize);
+                }
+            }
+        });
+        futures_util::future::join_all(calls).await;
+        // A stream dropped early is stopped; the connection goes on.
+        let mut endless = store.count(u32::MAX).await.unwrap();
+        assert_eq!(endless.next().await.unwrap().unwrap(), 0);
+        drop(endless);
+        assert_eq!(store.echo(vec![6; 4]).await.unwrap(), vec![6; 4]);
+    });
+}
+
+#[test]
+fn bad_frames_end_only_their_own_connection_on_a_server_started_from_sync_code() {
+    use std::io::{Read, Write};
+    let _wd = Watchdog::arm("bad_frames_end_only_their_own_connection");
+    let name = unique("store");
+    let _server = start("store-sync", &name);
+    let good = StoreBlockingClient::connect(name.as_str()).unwrap();
+    assert_eq!(good.echo(vec![1]).unwrap(), vec![1]);
+    let raw = || localrpc::ipc::blocking::LocalStream::connect(name.as_str()).unwrap();
+    // Reads until the server closes the connection; returns what it sent first.
+    let until_closed = |mut s: localrpc::ipc::blocking::LocalStream| {
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut got = Vec::new();
+        s.read_to_end(&mut got)
+            .expect("the server closes the connection");
+        got
+    };
+
+    // A frame announced far over the limit: nothing is allocated, the connection closes.
+    let mut huge = raw();
+    huge.write_all(&u32::MAX.to_le_bytes()).unwrap();
+    assert_eq!(until_closed(huge), b"");
+
+    // A frame cut short by the end of the stream.
+    let mut cut = raw();
+    cut.write_all(&100u32.to_le_bytes()).unwrap();
+    cut.write_all(&[0; 10]).unwrap();
+    drop(cut);
+
+    // Garbage where the hello should be: refused with a reply, then closed.
+    let mut garbage = raw();
+    garbage.write_all(&8u32.to_le_bytes()).unwrap();
+    garbage.write_all(&[0xff; 8]).unwrap();
+    let reply = until_closed(garbage);
+    assert!(reply.len() > 4, "a refusal comes back: {reply:?}");
+
+    // Everyone else is still served.
+    assert_eq!(good.echo(vec![2; 100]).unwrap(), vec![2; 100]);
+    let fresh = StoreBlockingClient::connect(name.as_str()).unwrap();
+    assert_eq!(fresh.echo(vec![3]).unwrap(), vec![3]);
 }

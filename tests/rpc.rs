@@ -1,6 +1,8 @@
 //! The RPC contract across real processes: a generated client in this process, a generated
-//! server in a child process. Every contract test runs over a local socket (`local::*`) and,
-//! with the `tcp` feature, over TCP on the loopback interface (`tcp::*`).
+//! server in a child process. Every contract test runs over a local socket (`local::*`),
+//! against a server with a thread per connection (`threads::*`, all but graceful shutdown,
+//! which that server does not offer) and, with the `tcp` feature, over TCP on the loopback
+//! interface (`tcp::*`).
 mod common;
 
 use std::net::SocketAddr;
@@ -196,25 +198,43 @@ fn child_entry() {
     let Some((role, args)) = common::child_role() else {
         return;
     };
+    let seen = Arc::new(AtomicU64::new(0));
+    let last_peer = LastPeer::default();
+    let builder = localrpc::Server::builder()
+        .layer(Gate {
+            seen: seen.clone(),
+            last_peer: last_peer.clone(),
+        })
+        .layer(tower::limit::ConcurrencyLimitLayer::new(64))
+        .grace_period(Duration::from_secs(5))
+        .on_connection_error(|error, peer| {
+            if let Error::HandshakeRefused { reason, .. } = error {
+                let pid = peer.and_then(|p| p.pid());
+                report(format!("REFUSED {reason:?} {}", show(pid)));
+            }
+        });
+    let calc = Calc {
+        seen_by_layer: seen,
+        last_peer_in_layer: last_peer,
+    };
     match role.as_str() {
+        "calc-server-threads" => {
+            let name = args[0].clone();
+            std::thread::spawn(move || {
+                let served = builder.serve_blocking(name.as_str(), CalculatorServer::new(calc));
+                panic!("serve_blocking returned: {served:?}");
+            });
+            // Bound once a connection gets through.
+            let deadline = std::time::Instant::now() + Duration::from_secs(20);
+            while localrpc::ipc::blocking::LocalStream::connect(args[0].as_str()).is_err() {
+                assert!(std::time::Instant::now() < deadline, "never bound");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            report(format!("BOUND {}", args[0]));
+            std::thread::park();
+        }
         "calc-server" => rt().block_on(async {
-            let seen = Arc::new(AtomicU64::new(0));
-            let last_peer = LastPeer::default();
-            let server = localrpc::Server::builder()
-                .layer(Gate {
-                    seen: seen.clone(),
-                    last_peer: last_peer.clone(),
-                })
-                .layer(tower::limit::ConcurrencyLimitLayer::new(64))
-                .grace_period(Duration::from_secs(5))
-                .on_connection_error(|error, peer| {
-                    if let Error::HandshakeRefused { reason, .. } = error {
-                        let pid = peer.and_then(|p| p.pid());
-                        report(format!("REFUSED {reason:?} {}", show(pid)));
-                    }
-                })
-                .bind(args[0].as_str())
-                .unwrap();
+            let server = builder.bind(args[0].as_str()).unwrap();
             // The name a client reaches this server at: for TCP, the port the OS picked.
             let reach = match server.endpoint() {
                 Endpoint::Tcp(addr) => format!("tcp:{addr}"),
@@ -227,13 +247,7 @@ fn child_entry() {
                 let _ = tokio::io::stdin().read(&mut [0u8; 1]).await;
             };
             server
-                .serve_with_shutdown(
-                    CalculatorServer::new(Calc {
-                        seen_by_layer: seen,
-                        last_peer_in_layer: last_peer,
-                    }),
-                    stop,
-                )
+                .serve_with_shutdown(CalculatorServer::new(calc), stop)
                 .await
                 .unwrap();
             report("STOPPED");
@@ -253,6 +267,8 @@ fn child_entry() {
 enum Transport {
     /// A portable name: a Unix socket file or a Windows named pipe.
     Local,
+    /// The same, served by `ServerBuilder::serve_blocking`: a thread per connection.
+    Threads,
     /// TCP on the loopback interface, port picked by the OS.
     #[cfg(feature = "tcp")]
     Tcp,
@@ -277,6 +293,34 @@ macro_rules! over_every_transport {
     };
 }
 
+/// Runs each contract test against a server with a thread per connection, as
+/// `threads::<test>`.
+macro_rules! with_threads {
+    ($($test:ident),+ $(,)?) => {
+        mod threads {
+            $(#[test]
+            fn $test() {
+                super::$test(super::Transport::Threads)
+            })+
+        }
+    };
+}
+
+with_threads! {
+    the_contract,
+    slow_calls_do_not_delay_fast_ones,
+    deadline_exceeded_stops_the_handler,
+    dropping_a_call_cancels_it_on_the_server,
+    server_killed_mid_call_fails_in_flight_calls,
+    client_killed_mid_call_drops_the_handler,
+    method_table_mismatch_is_refused_at_connect,
+    bad_calls_get_typed_errors_and_the_connection_survives,
+    handlers_see_peer_deadline_trace_and_metadata,
+    tower_layers_run_on_both_sides,
+    reconnect_policy_reaches_a_restarted_server,
+    oversize_requests_are_refused_before_sending,
+}
+
 over_every_transport! {
     the_contract,
     slow_calls_do_not_delay_fast_ones,
@@ -297,15 +341,20 @@ over_every_transport! {
 /// the name a client reaches it at.
 fn start_server(transport: Transport, tag: &str) -> (ChildProc, String) {
     match transport {
-        Transport::Local => start_server_at(&unique(tag)),
+        Transport::Local | Transport::Threads => start_server_at(transport, &unique(tag)),
         #[cfg(feature = "tcp")]
-        Transport::Tcp => start_server_at("tcp:127.0.0.1:0"),
+        Transport::Tcp => start_server_at(transport, "tcp:127.0.0.1:0"),
     }
 }
 
-/// Starts a calc server bound to `name`; returns it and the name a client reaches it at.
-fn start_server_at(name: &str) -> (ChildProc, String) {
-    let server = ChildProc::spawn_with("calc-server", &[name], |cmd| {
+/// Starts a calc server for `transport` bound to `name`; returns it and the name a client
+/// reaches it at.
+fn start_server_at(transport: Transport, name: &str) -> (ChildProc, String) {
+    let role = match transport {
+        Transport::Threads => "calc-server-threads",
+        _ => "calc-server",
+    };
+    let server = ChildProc::spawn_with(role, &[name], |cmd| {
         cmd.stdin(std::process::Stdio::piped());
     });
     let reach = server.expect("BOUND");
@@ -315,7 +364,7 @@ fn start_server_at(name: &str) -> (ChildProc, String) {
 /// The pid a server sees for a call from this process: none over TCP.
 fn expected_pid(transport: Transport) -> Option<u32> {
     match transport {
-        Transport::Local => Some(std::process::id()),
+        Transport::Local | Transport::Threads => Some(std::process::id()),
         #[cfg(feature = "tcp")]
         Transport::Tcp => None,
     }
@@ -600,7 +649,7 @@ fn handlers_see_peer_deadline_trace_and_metadata(transport: Transport) {
         // A local socket says which process calls; TCP only where from.
         assert_eq!(pid, expected_pid(transport));
         match transport {
-            Transport::Local => assert_eq!(addr, None),
+            Transport::Local | Transport::Threads => assert_eq!(addr, None),
             #[cfg(feature = "tcp")]
             Transport::Tcp => {
                 let addr = addr.expect("a TCP caller has an address");
@@ -710,7 +759,7 @@ fn reconnect_policy_reaches_a_restarted_server(transport: Transport) {
         server.kill();
         // Give the client's reader time to see the connection end.
         tokio::time::sleep(Duration::from_millis(300)).await;
-        let (_restarted, _) = start_server_at(&name);
+        let (_restarted, _) = start_server_at(transport, &name);
         assert_eq!(calc.add(2, 2).await.unwrap(), 4, "the call reconnected");
         // A fresh server: its layer has seen only the two calls since the restart.
         assert_eq!(calc.layer_count().await.unwrap(), 2);

@@ -91,6 +91,11 @@ impl LocalStream {
         LocalStream { inner }
     }
 
+    #[cfg(unix)]
+    pub(crate) fn into_either(self) -> either::BlockingStream {
+        self.inner
+    }
+
     /// The identity of the process at the other end; a TCP stream has none and fails with
     /// [`io::ErrorKind::Unsupported`].
     ///

@@ -224,6 +224,25 @@ impl BlockingStream {
         either!(self, s => s.set_read_timeout(timeout))
     }
 
+    /// Reads (blocking) into memory that need not be initialized.
+    #[cfg(unix)]
+    pub(crate) fn recv_uninit(&self, buf: &mut [std::mem::MaybeUninit<u8>]) -> io::Result<usize> {
+        either!(self, s => os::recv_uninit(s, buf))
+    }
+
+    /// The same connection, registered with the current runtime and made non-blocking.
+    #[cfg(unix)]
+    pub(crate) fn into_async(self) -> io::Result<Stream> {
+        match self {
+            BlockingStream::Local(s) => os::into_async(s).map(Stream::Local),
+            #[cfg(feature = "tcp")]
+            BlockingStream::Tcp(s) => {
+                s.set_nonblocking(true)?;
+                tokio::net::TcpStream::from_std(s).map(Stream::Tcp)
+            }
+        }
+    }
+
     pub(crate) fn peer_addr(&self) -> io::Result<SocketAddr> {
         match self {
             BlockingStream::Local(_) => Err(no_peer_addr()),

@@ -28,13 +28,13 @@ use crate::ServiceInfo;
 use crate::ids::{CallMap, call_map};
 use crate::ipc::{LocalStream, PeerCredentials};
 use crate::stream::{self, CreditSlot, Inbox, Link, SendFlow};
-use crate::transport::{FrameReader, FrameWriter, Parts};
+use crate::transport::{FrameReader, FrameWriter, Parts, ReadState};
 use crate::wire::{self, Code, envelope};
 
 /// How long a client has to send its hello.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-type CallFuture = Pin<Box<dyn Future<Output = (u64, Option<Reply>)> + Send>>;
+pub(crate) type CallFuture = Pin<Box<dyn Future<Output = (u64, Option<Reply>)> + Send>>;
 
 pub(crate) async fn serve_connection<S>(
     stream: LocalStream,
@@ -91,46 +91,116 @@ pub(crate) async fn serve_connection<S>(
     );
 
     let mut stop = stop;
-    let (out_tx, out_rx) = mpsc::unbounded_channel();
-    // The service the client offers, for handlers to call back.
-    let callbacks = hello
-        .as_ref()
-        .filter(|h| !h.peer_service.is_empty())
-        .map(|h| {
-            crate::PeerClient::new(
-                h.peer_service.clone(),
-                h.peer_method_table_hash,
-                out_tx.clone(),
-                config.max_frame_len,
-            )
-        });
-    let mut driver = Driver {
-        reader,
-        writer,
-        svc,
+    let stop = Box::pin(async move {
+        let _ = stop.changed().await;
+    });
+    let ends = Ends {
         info,
         peer,
         peer_addr,
-        config,
-        calls: FuturesUnordered::new(),
-        aborts: call_map(),
-        inboxes: call_map(),
-        credits: call_map(),
-        callbacks,
-        waiting: VecDeque::new(),
-        out_tx,
-        out_rx,
-        stop: Box::pin(async move {
-            let _ = stop.changed().await;
-        }),
-        going_away: false,
-        unflushed: true,
     };
-    std::future::poll_fn(|cx| driver.poll(cx)).await;
-    if let Some(callbacks) = &driver.callbacks {
-        callbacks.close();
+    let driver = Driver::new(reader, writer, svc, ends, config, hello.as_ref(), stop);
+    driver.run().await;
+}
+
+/// The service a connection serves and who it serves it to.
+#[derive(Clone, Copy)]
+struct Ends {
+    info: &'static ServiceInfo,
+    peer: Option<PeerCredentials>,
+    peer_addr: Option<SocketAddr>,
+}
+
+/// What a connection served from a thread of its own had in hand when it moved to the
+/// runtime.
+pub(crate) enum First {
+    /// Nothing beyond what is in the read buffer.
+    Nothing,
+    /// A frame to handle before reading on.
+    Frame(Bytes),
+    /// A request to start before reading on.
+    Request(wire::Request),
+    /// A call already started, not finished at its first poll.
+    Call(u64, CallFuture, AbortHandle),
+}
+
+/// Goes on serving, on the current runtime, a connection whose handshake is done (its reply
+/// written) and whose reader has read up to `read`: see `server::blocking`.
+pub(crate) async fn resume<S>(
+    stream: LocalStream,
+    read: ReadState,
+    hello: Option<wire::Hello>,
+    svc: S,
+    info: &'static ServiceInfo,
+    config: Arc<Config>,
+    first: First,
+) where
+    S: tower::Service<ServerRequest, Response = ServerResponse> + Clone + Send + 'static,
+    S::Error: Into<BoxError>,
+    S::Future: Send + 'static,
+{
+    let ends = Ends {
+        info,
+        peer: stream.peer_credentials().ok(),
+        peer_addr: stream.peer_addr().ok(),
+    };
+    let (r, w) = stream.into_split();
+    let reader = FrameReader::resume(r, read);
+    let writer = FrameWriter::with_max_frame_len(w, config.max_frame_len);
+    // Served until the process ends: never told to stop.
+    let stop = Box::pin(std::future::pending());
+    let mut driver = Driver::new(reader, writer, svc, ends, config, hello.as_ref(), stop);
+    match first {
+        First::Nothing => {}
+        First::Frame(frame) => {
+            if !driver.on_frame(frame) {
+                return;
+            }
+        }
+        First::Request(req) => driver.on_request(req),
+        First::Call(id, call, abort) => {
+            driver.aborts.insert(id, abort);
+            driver.calls.push(call);
+        }
     }
-    let _ = driver.writer.close().await;
+    driver.run().await;
+}
+
+/// A call's future as the driver runs it, with the handle that cancels it: `stream_to` is
+/// where its response stream goes, if the client asked for one.
+fn call_future<S>(
+    id: u64,
+    svc: S,
+    request: ServerRequest,
+    stream_to: Option<StreamTo>,
+) -> (CallFuture, AbortHandle)
+where
+    S: tower::Service<ServerRequest, Response = ServerResponse> + Send + 'static,
+    S::Error: Into<BoxError>,
+    S::Future: Send + 'static,
+{
+    let (abort, registration) = AbortHandle::new_pair();
+    let call = ServeCall {
+        id,
+        run: run_call(svc, request),
+        stream_to,
+        sending: None,
+    };
+    let call = Box::pin(Tagged {
+        id,
+        fut: Abortable::new(call, registration),
+    });
+    (call, abort)
+}
+
+/// A unary call (no streams either way) as [`call_future`] makes it.
+pub(crate) fn unary_call<S>(id: u64, svc: S, request: ServerRequest) -> (CallFuture, AbortHandle)
+where
+    S: tower::Service<ServerRequest, Response = ServerResponse> + Send + 'static,
+    S::Error: Into<BoxError>,
+    S::Future: Send + 'static,
+{
+    call_future(id, svc, request, None)
 }
 
 struct Driver<R, W, S> {
@@ -167,6 +237,56 @@ where
     S::Error: Into<BoxError>,
     S::Future: Send + 'static,
 {
+    fn new(
+        reader: FrameReader<R>,
+        writer: FrameWriter<W>,
+        svc: S,
+        ends: Ends,
+        config: Arc<Config>,
+        hello: Option<&wire::Hello>,
+        stop: Pin<Box<dyn Future<Output = ()> + Send>>,
+    ) -> Self {
+        let (out_tx, out_rx) = mpsc::unbounded_channel();
+        // The service the client offers, for handlers to call back.
+        let callbacks = hello.filter(|h| !h.peer_service.is_empty()).map(|h| {
+            crate::PeerClient::new(
+                h.peer_service.clone(),
+                h.peer_method_table_hash,
+                out_tx.clone(),
+                config.max_frame_len,
+            )
+        });
+        Driver {
+            reader,
+            writer,
+            svc,
+            info: ends.info,
+            peer: ends.peer,
+            peer_addr: ends.peer_addr,
+            config,
+            calls: FuturesUnordered::new(),
+            aborts: call_map(),
+            inboxes: call_map(),
+            credits: call_map(),
+            callbacks,
+            waiting: VecDeque::new(),
+            out_tx,
+            out_rx,
+            stop,
+            going_away: false,
+            unflushed: true,
+        }
+    }
+
+    /// Serves until the connection is over, then closes it.
+    async fn run(mut self) {
+        std::future::poll_fn(|cx| self.poll(cx)).await;
+        if let Some(callbacks) = &self.callbacks {
+            callbacks.close();
+        }
+        let _ = self.writer.close().await;
+    }
+
     /// Drives the connection; ready when it is over. Dropping the driver drops the calls
     /// still running: nobody is left to answer.
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
@@ -371,18 +491,9 @@ where
                 max_frame_len: self.config.max_frame_len,
             }
         });
-        let (abort, registration) = AbortHandle::new_pair();
-        let call = ServeCall {
-            id,
-            run: run_call(self.svc.clone(), request),
-            stream_to,
-            sending: None,
-        };
+        let (call, abort) = call_future(id, self.svc.clone(), request, stream_to);
         self.aborts.insert(id, abort);
-        self.calls.push(Box::pin(Tagged {
-            id,
-            fut: Abortable::new(call, registration),
-        }));
+        self.calls.push(call);
     }
 
     /// Forgets what a call that is over had registered.

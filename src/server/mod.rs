@@ -1,5 +1,7 @@
 //! The server: accept loop, a task per connection, calls dispatched concurrently under a
 //! per-connection limit, a tower stack around every call, graceful shutdown.
+#[cfg(unix)]
+pub(crate) mod blocking;
 mod call;
 mod catch;
 pub(crate) use catch::panic_message;
@@ -233,6 +235,60 @@ impl<L> ServerBuilder<L> {
         let (_stop_tx, stop_rx) = watch::channel(false);
         connection::serve_connection(stream, svc, S::INFO, Arc::new(self.config), stop_rx).await;
         Ok(())
+    }
+
+    /// Serves `service` at `name` from synchronous code, with this builder's layers and
+    /// limits, and blocks the calling thread for as long as the process runs (there is no
+    /// shutdown; the process ending ends it). Do not call it from async code: it would block
+    /// that runtime's thread.
+    ///
+    /// On Unix, each connection gets a thread of its own, which reads requests with blocking
+    /// reads and writes the answers: a call whose handler finishes without waiting (most
+    /// handlers of a synchronous program) costs no reactor wake-up and no task switch, so a
+    /// [blocking client](crate::blocking::Client) sees close to the latency of a plain socket
+    /// exchange. Handlers are still the service's `async fn`s, run inside the context of a
+    /// Tokio runtime this server starts (one thread): its timers work and `tokio::spawn`
+    /// spawns on it. The first time a connection needs more — a handler that awaits
+    /// something not yet ready, a stream, a cancelled call, a client that offers a service
+    /// of its own — it moves to that runtime for good and is served there as
+    /// [`serve`](BoundServer::serve) serves any connection, the call in hand included. A
+    /// thread per connection suits tens of clients, not thousands. On Windows, every
+    /// connection is served on that runtime.
+    ///
+    /// ```no_run
+    /// # #[localrpc::service]
+    /// # pub trait Calculator { async fn add(&self, a: i64, b: i64) -> i64; }
+    /// # struct MyCalc;
+    /// # impl Calculator for MyCalc { async fn add(&self, a: i64, b: i64) -> i64 { a + b } }
+    /// fn main() -> Result<(), localrpc::Error> {
+    ///     localrpc::Server::builder()
+    ///         .max_frame_len(1 << 20)
+    ///         .serve_blocking("myapp.calc", CalculatorServer::new(MyCalc))
+    /// }
+    /// ```
+    pub fn serve_blocking<S>(self, name: impl IntoName, service: S) -> Result<(), Error>
+    where
+        S: NamedService,
+        L: tower::Layer<S>,
+        L::Service:
+            tower::Service<ServerRequest, Response = ServerResponse> + Clone + Send + 'static,
+        <L::Service as tower::Service<ServerRequest>>::Error: Into<BoxError>,
+        <L::Service as tower::Service<ServerRequest>>::Future: Send + 'static,
+    {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(Error::Io)?;
+        #[cfg(unix)]
+        {
+            let listener = self.listener.bind_blocking(name)?;
+            let svc = self.layer.layer(service);
+            blocking::serve_threads(listener, svc, S::INFO, Arc::new(self.config), runtime)
+        }
+        #[cfg(not(unix))]
+        {
+            runtime.block_on(async { self.bind(name)?.serve(service).await })
+        }
     }
 
     /// Binds the endpoint. Must be called inside a Tokio runtime.

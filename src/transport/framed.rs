@@ -199,6 +199,11 @@ impl<R> FrameReader<R> {
     pub fn get_ref(&self) -> &R {
         &self.io
     }
+
+    /// Frames `io`, starting with what an earlier reader of the same stream had read.
+    pub(crate) fn resume(io: R, read: ReadState) -> Self {
+        FrameReader { io, read }
+    }
 }
 
 impl<R: AsyncRead + Unpin> Stream for FrameReader<R> {

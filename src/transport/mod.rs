@@ -32,6 +32,8 @@ use futures_sink::Sink;
 pub use error::FrameError;
 pub use framed::{FrameReader, FrameWriter, Framed};
 pub(crate) use parts::{INLINE, Parts, Payload, Segment};
+pub(crate) use read::ReadState;
+pub(crate) use write::WriteState;
 
 /// The default maximum frame length: 16 MiB.
 pub const DEFAULT_MAX_FRAME_LEN: usize = 16 * 1024 * 1024;

@@ -1,7 +1,8 @@
 //! Reading frames: a 4-byte little-endian length, then that many bytes.
 use std::io;
+use std::mem::MaybeUninit;
 use std::pin::Pin;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll, Waker, ready};
 
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncRead, ReadBuf};
@@ -32,6 +33,19 @@ impl ReadState {
 
     pub(crate) fn max(&self) -> usize {
         self.max
+    }
+
+    /// Whether a whole frame (or a frame header over the limit) waits in the buffer, so
+    /// that the next [`poll_next`](Self::poll_next) answers without reading.
+    pub(crate) fn has_frame(&self) -> bool {
+        if self.done {
+            return true;
+        }
+        let Some(head) = self.buf.get(..HEADER_LEN) else {
+            return false;
+        };
+        let len = u32::from_le_bytes(head.try_into().expect("4 bytes")) as usize;
+        len > self.max || self.buf.len() - HEADER_LEN >= len
     }
 
     /// The next complete frame, `None` at a clean end of stream (between frames).
@@ -86,6 +100,55 @@ impl ReadState {
                     expected: need as u64,
                     received: self.buf.len(),
                 })));
+            }
+        }
+    }
+}
+
+impl ReadState {
+    /// The next frame as [`poll_next`](Self::poll_next) gives it, read with `read`: a
+    /// blocking read into memory that need not be initialized, which returns how many
+    /// bytes it wrote at the start of it.
+    pub(crate) fn next_blocking<F>(&mut self, read: F) -> Option<Result<Bytes, FrameError>>
+    where
+        F: FnMut(&mut [MaybeUninit<u8>]) -> io::Result<usize> + Unpin,
+    {
+        let mut io = BlockingRead(read);
+        let mut cx = Context::from_waker(Waker::noop());
+        match self.poll_next(Pin::new(&mut io), &mut cx) {
+            Poll::Ready(next) => next,
+            Poll::Pending => unreachable!("a blocking read is never pending"),
+        }
+    }
+}
+
+/// A blocking read as an [`AsyncRead`] that is always ready.
+struct BlockingRead<F>(F);
+
+impl<F> AsyncRead for BlockingRead<F>
+where
+    F: FnMut(&mut [MaybeUninit<u8>]) -> io::Result<usize> + Unpin,
+{
+    fn poll_read(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let read = &mut self.get_mut().0;
+        // SAFETY: `read` only writes bytes, the first `n` of which it reports initialized.
+        let unfilled = unsafe { buf.unfilled_mut() };
+        let len = unfilled.len();
+        loop {
+            match read(unfilled) {
+                Ok(n) => {
+                    assert!(n <= len, "read reported more bytes than it was given");
+                    // SAFETY: `read` initialized the first `n` bytes of `unfilled`.
+                    unsafe { buf.assume_init(n) };
+                    buf.advance(n);
+                    return Poll::Ready(Ok(()));
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Poll::Ready(Err(e)),
             }
         }
     }

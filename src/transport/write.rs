@@ -6,7 +6,7 @@
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll, Waker, ready};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use tokio::io::AsyncWrite;
@@ -116,6 +116,16 @@ impl WriteState {
         Poll::Ready(Ok(()))
     }
 
+    /// Writes everything queued to a blocking writer.
+    pub(crate) fn flush_blocking<W: io::Write>(&mut self, io: &mut W) -> Result<(), FrameError> {
+        let mut io = BlockingWrite(io);
+        let mut cx = Context::from_waker(Waker::noop());
+        match self.poll_flush(Pin::new(&mut io), &mut cx) {
+            Poll::Ready(done) => done,
+            Poll::Pending => unreachable!("a blocking write is never pending"),
+        }
+    }
+
     fn advance(&mut self, mut n: usize) {
         self.queued -= n;
         while n > 0 {
@@ -128,5 +138,49 @@ impl WriteState {
                 n = 0;
             }
         }
+    }
+}
+
+/// A blocking writer as an [`AsyncWrite`] that is always ready.
+struct BlockingWrite<'a, W>(&'a mut W);
+
+impl<W: io::Write> BlockingWrite<'_, W> {
+    fn retry<T>(&mut self, mut op: impl FnMut(&mut W) -> io::Result<T>) -> Poll<io::Result<T>> {
+        loop {
+            match op(self.0) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                done => return Poll::Ready(done),
+            }
+        }
+    }
+}
+
+impl<W: io::Write> AsyncWrite for BlockingWrite<'_, W> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.get_mut().retry(|w| w.write(buf))
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.get_mut().retry(|w| w.write_vectored(bufs))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.get_mut().retry(|w| w.flush())
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
     }
 }

@@ -36,8 +36,8 @@ pub(crate) use pipe::{
 };
 pub(crate) use socket::{
     BlockingListener, BlockingRecvHalf, BlockingSendHalf, BlockingStream, Listener,
-    ListenerOptionsExt, RecvHalf, SendHalf, Stream, connect, connect_blocking, split,
-    split_blocking,
+    ListenerOptionsExt, RecvHalf, SendHalf, Stream, connect, connect_blocking, into_async,
+    recv_uninit, split, split_blocking,
 };
 
 use crate::name::Repr;

@@ -49,6 +49,25 @@ pub(crate) type BlockingStream = UnixStream;
 pub(crate) type BlockingRecvHalf = UnixStream;
 pub(crate) type BlockingSendHalf = UnixStream;
 
+/// Registers a connected blocking socket with the current runtime (making it non-blocking).
+pub(crate) fn into_async(stream: BlockingStream) -> io::Result<Stream> {
+    super::stream::from_std(stream)
+}
+
+/// Reads from a blocking socket into memory that need not be initialized.
+pub(crate) fn recv_uninit(
+    stream: &impl std::os::fd::AsRawFd,
+    buf: &mut [std::mem::MaybeUninit<u8>],
+) -> io::Result<usize> {
+    // SAFETY: `buf` is valid for writes of `buf.len()` bytes; `recv` writes no more.
+    let n = unsafe { libc::recv(stream.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
 pub(crate) fn split(stream: Stream) -> (RecvHalf, SendHalf) {
     stream.into_split()
 }
