@@ -111,6 +111,7 @@ struct Ends {
     peer_addr: Option<SocketAddr>,
 }
 
+#[cfg(unix)]
 /// What a connection served from a thread of its own had in hand when it moved to the
 /// runtime.
 pub(crate) enum First {
@@ -124,6 +125,7 @@ pub(crate) enum First {
     Call(u64, CallFuture, AbortHandle),
 }
 
+#[cfg(unix)]
 /// Goes on serving, on the current runtime, a connection whose handshake is done (its reply
 /// written) and whose reader has read up to `read`: see `server::blocking`.
 pub(crate) async fn resume<S>(
@@ -194,6 +196,7 @@ where
 }
 
 /// A unary call (no streams either way) as [`call_future`] makes it.
+#[cfg(unix)]
 pub(crate) fn unary_call<S>(id: u64, svc: S, request: ServerRequest) -> (CallFuture, AbortHandle)
 where
     S: tower::Service<ServerRequest, Response = ServerResponse> + Send + 'static,

@@ -201,6 +201,7 @@ impl<R> FrameReader<R> {
     }
 
     /// Frames `io`, starting with what an earlier reader of the same stream had read.
+    #[cfg(unix)]
     pub(crate) fn resume(io: R, read: ReadState) -> Self {
         FrameReader { io, read }
     }

@@ -33,6 +33,7 @@ pub use error::FrameError;
 pub use framed::{FrameReader, FrameWriter, Framed};
 pub(crate) use parts::{INLINE, Parts, Payload, Segment};
 pub(crate) use read::ReadState;
+#[cfg(unix)]
 pub(crate) use write::WriteState;
 
 /// The default maximum frame length: 16 MiB.

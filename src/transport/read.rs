@@ -1,8 +1,7 @@
 //! Reading frames: a 4-byte little-endian length, then that many bytes.
 use std::io;
-use std::mem::MaybeUninit;
 use std::pin::Pin;
-use std::task::{Context, Poll, Waker, ready};
+use std::task::{Context, Poll, ready};
 
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncRead, ReadBuf};
@@ -37,6 +36,7 @@ impl ReadState {
 
     /// Whether a whole frame (or a frame header over the limit) waits in the buffer, so
     /// that the next [`poll_next`](Self::poll_next) answers without reading.
+    #[cfg(unix)]
     pub(crate) fn has_frame(&self) -> bool {
         if self.done {
             return true;
@@ -105,16 +105,17 @@ impl ReadState {
     }
 }
 
+#[cfg(unix)]
 impl ReadState {
     /// The next frame as [`poll_next`](Self::poll_next) gives it, read with `read`: a
     /// blocking read into memory that need not be initialized, which returns how many
     /// bytes it wrote at the start of it.
     pub(crate) fn next_blocking<F>(&mut self, read: F) -> Option<Result<Bytes, FrameError>>
     where
-        F: FnMut(&mut [MaybeUninit<u8>]) -> io::Result<usize> + Unpin,
+        F: FnMut(&mut [std::mem::MaybeUninit<u8>]) -> io::Result<usize> + Unpin,
     {
         let mut io = BlockingRead(read);
-        let mut cx = Context::from_waker(Waker::noop());
+        let mut cx = Context::from_waker(std::task::Waker::noop());
         match self.poll_next(Pin::new(&mut io), &mut cx) {
             Poll::Ready(next) => next,
             Poll::Pending => unreachable!("a blocking read is never pending"),
@@ -123,11 +124,13 @@ impl ReadState {
 }
 
 /// A blocking read as an [`AsyncRead`] that is always ready.
+#[cfg(unix)]
 struct BlockingRead<F>(F);
 
+#[cfg(unix)]
 impl<F> AsyncRead for BlockingRead<F>
 where
-    F: FnMut(&mut [MaybeUninit<u8>]) -> io::Result<usize> + Unpin,
+    F: FnMut(&mut [std::mem::MaybeUninit<u8>]) -> io::Result<usize> + Unpin,
 {
     fn poll_read(
         self: Pin<&mut Self>,

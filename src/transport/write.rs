@@ -6,7 +6,7 @@
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
-use std::task::{Context, Poll, Waker, ready};
+use std::task::{Context, Poll, ready};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use tokio::io::AsyncWrite;
@@ -117,9 +117,10 @@ impl WriteState {
     }
 
     /// Writes everything queued to a blocking writer.
+    #[cfg(unix)]
     pub(crate) fn flush_blocking<W: io::Write>(&mut self, io: &mut W) -> Result<(), FrameError> {
         let mut io = BlockingWrite(io);
-        let mut cx = Context::from_waker(Waker::noop());
+        let mut cx = Context::from_waker(std::task::Waker::noop());
         match self.poll_flush(Pin::new(&mut io), &mut cx) {
             Poll::Ready(done) => done,
             Poll::Pending => unreachable!("a blocking write is never pending"),
@@ -142,8 +143,10 @@ impl WriteState {
 }
 
 /// A blocking writer as an [`AsyncWrite`] that is always ready.
+#[cfg(unix)]
 struct BlockingWrite<'a, W>(&'a mut W);
 
+#[cfg(unix)]
 impl<W: io::Write> BlockingWrite<'_, W> {
     fn retry<T>(&mut self, mut op: impl FnMut(&mut W) -> io::Result<T>) -> Poll<io::Result<T>> {
         loop {
@@ -155,6 +158,7 @@ impl<W: io::Write> BlockingWrite<'_, W> {
     }
 }
 
+#[cfg(unix)]
 impl<W: io::Write> AsyncWrite for BlockingWrite<'_, W> {
     fn poll_write(
         self: Pin<&mut Self>,
