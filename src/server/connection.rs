@@ -28,7 +28,7 @@ use crate::ServiceInfo;
 use crate::ids::{CallMap, call_map};
 use crate::ipc::{LocalStream, PeerCredentials};
 use crate::stream::{self, CreditSlot, Inbox, Link, SendFlow};
-use crate::transport::{FrameReader, FrameWriter, Parts, ReadState};
+use crate::transport::{FrameReader, FrameWriter, Parts};
 use crate::wire::{self, Code, envelope};
 
 /// How long a client has to send its hello.
@@ -130,7 +130,7 @@ pub(crate) enum First {
 /// written) and whose reader has read up to `read`: see `server::blocking`.
 pub(crate) async fn resume<S>(
     stream: LocalStream,
-    read: ReadState,
+    read: crate::transport::ReadState,
     hello: Option<wire::Hello>,
     svc: S,
     info: &'static ServiceInfo,

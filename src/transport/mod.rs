@@ -32,6 +32,7 @@ use futures_sink::Sink;
 pub use error::FrameError;
 pub use framed::{FrameReader, FrameWriter, Framed};
 pub(crate) use parts::{INLINE, Parts, Payload, Segment};
+#[cfg(unix)]
 pub(crate) use read::ReadState;
 #[cfg(unix)]
 pub(crate) use write::WriteState;
