@@ -107,7 +107,7 @@ fn serve(role: &str, name: &str) {
                 });
             }
         }
-        // The server a synchronous program would run: one current-thread runtime.
+        // The server a synchronous program would run: a thread per connection.
         "rpc-sync" => {
             let bound = name.to_owned();
             std::thread::spawn(move || {
@@ -472,6 +472,9 @@ fn summary() {
     let mut sr = ipc::blocking::LocalStream::connect(raw.name.as_str()).unwrap();
     let sync_srv = ServerProc::start("rpc-sync");
     let sync_client = EchoBlockingClient::connect(sync_srv.name.as_str()).unwrap();
+    let sync_async_client = rt
+        .block_on(EchoClient::connect(sync_srv.name.as_str()))
+        .unwrap();
     let mut cases: Vec<Box<dyn FnMut() -> Duration + '_>> = vec![
         Box::new(|| rt.block_on(raw::pingpong(&mut s, &payload, 1))),
         Box::new(|| raw_std_pingpong(&mut ss, &payload, 1)),
@@ -479,6 +482,7 @@ fn summary() {
         Box::new(|| rpc_blocking_calls(&blocking, &bytes, 1)),
         Box::new(|| raw_std_pingpong(&mut sr, &payload, 1)),
         Box::new(|| rpc_blocking_calls(&sync_client, &bytes, 1)),
+        Box::new(|| rt.block_on(rpc_calls(&sync_async_client, &bytes, 1))),
     ];
     let mut samples = vec![Vec::with_capacity(20_000); cases.len()];
     for _round in 0..40 {
@@ -494,6 +498,7 @@ fn summary() {
         blocking_samples,
         std_tokio_samples,
         sync_samples,
+        sync_async_samples,
     ] = &mut samples[..]
     else {
         unreachable!()
@@ -527,6 +532,14 @@ fn summary() {
     println!(
         "latency 16 B   localrpc blocking client, blocking::serve server p50 {y50:>9.1?} p99 {y99:>9.1?}   ratio p50 to raw std {:.2}",
         y50.as_secs_f64() / s50.as_secs_f64()
+    );
+    let (a50, a99) = (
+        percentile(sync_async_samples, 0.5),
+        percentile(sync_async_samples, 0.99),
+    );
+    println!(
+        "latency 16 B   localrpc async client, blocking::serve server p50 {a50:>9.1?} p99 {a99:>9.1?}   ratio p50 to raw tokio {:.2}",
+        a50.as_secs_f64() / r50.as_secs_f64()
     );
     // The other cases also take turns, raw and localrpc round by round, for the same reason.
     // Throughput: calls per second, median of 7 rounds.
