@@ -26,6 +26,10 @@ trait Store {
     async fn thread(&self) -> String;
     /// `0..n` as a stream.
     async fn count(&self, n: u32) -> Streaming<u32>;
+    /// `len` bytes, after blocking the handler's thread for `ms` milliseconds.
+    async fn big_after(&self, ms: u64, len: u32) -> Blob;
+    /// What a task spawned from the handler returns.
+    async fn spawned(&self, x: u32) -> u32;
 }
 
 /// The same service name with another method table: refused at the handshake.
@@ -62,6 +66,24 @@ impl Store for Impl {
     async fn count(&self, n: u32) -> Streaming<u32> {
         Streaming::from_iter(0..n)
     }
+    async fn big_after(&self, ms: u64, len: u32) -> Blob {
+        std::thread::sleep(Duration::from_millis(ms));
+        vec![0xab; len as usize].into()
+    }
+    async fn spawned(&self, x: u32) -> u32 {
+        tokio::spawn(async move { x + 1 }).await.unwrap()
+    }
+}
+
+/// A layer that spawns a task as it is built, as tower's `Buffer` does.
+struct SpawnsWhenBuilt;
+
+impl<S> tower::Layer<S> for SpawnsWhenBuilt {
+    type Service = S;
+    fn layer(&self, inner: S) -> S {
+        tokio::spawn(async {});
+        inner
+    }
 }
 
 /// Checks `swap` with blobs large and small, so that a message goes out in pieces.
@@ -93,10 +115,22 @@ fn child_entry() {
             server.serve(StoreServer::new(Impl)).await.unwrap();
         }),
         // A server started from sync code: no runtime of ours.
+        // The same, with a layer and a hook that reports connection-level failures.
         "store-sync" => {
             let name = args[0].clone();
             std::thread::spawn(move || {
-                localrpc::blocking::serve(name.as_str(), StoreServer::new(Impl)).unwrap();
+                localrpc::Server::builder()
+                    .layer(SpawnsWhenBuilt)
+                    .on_connection_error(|error, _| {
+                        let kind = match error {
+                            Error::FrameTooLarge { .. } => "too-large".to_owned(),
+                            Error::HandshakeRefused { reason, .. } => format!("refused {reason:?}"),
+                            other => format!("other {other:?}"),
+                        };
+                        report(format!("CONNECTION-ERROR {kind}"));
+                    })
+                    .serve_blocking(name.as_str(), StoreServer::new(Impl))
+                    .unwrap();
             });
             // Ready once a blocking client gets through.
             let deadline = std::time::Instant::now() + Duration::from_secs(20);
@@ -346,7 +380,7 @@ fn bad_frames_end_only_their_own_connection_on_a_server_started_from_sync_code()
     use std::io::{Read, Write};
     let _wd = Watchdog::arm("bad_frames_end_only_their_own_connection");
     let name = unique("store");
-    let _server = start("store-sync", &name);
+    let server = start("store-sync", &name);
     let good = StoreBlockingClient::connect(name.as_str()).unwrap();
     assert_eq!(good.echo(vec![1]).unwrap(), vec![1]);
     let raw = || localrpc::ipc::blocking::LocalStream::connect(name.as_str()).unwrap();
@@ -363,12 +397,15 @@ fn bad_frames_end_only_their_own_connection_on_a_server_started_from_sync_code()
     let mut huge = raw();
     huge.write_all(&u32::MAX.to_le_bytes()).unwrap();
     assert_eq!(until_closed(huge), b"");
+    assert_eq!(server.expect("CONNECTION-ERROR"), "too-large");
 
     // A frame cut short by the end of the stream.
     let mut cut = raw();
     cut.write_all(&100u32.to_le_bytes()).unwrap();
     cut.write_all(&[0; 10]).unwrap();
     drop(cut);
+    let error = server.expect("CONNECTION-ERROR");
+    assert!(error.contains("Truncated"), "{error}");
 
     // Garbage where the hello should be: refused with a reply, then closed.
     let mut garbage = raw();
@@ -376,9 +413,88 @@ fn bad_frames_end_only_their_own_connection_on_a_server_started_from_sync_code()
     garbage.write_all(&[0xff; 8]).unwrap();
     let reply = until_closed(garbage);
     assert!(reply.len() > 4, "a refusal comes back: {reply:?}");
+    assert!(server.expect("CONNECTION-ERROR").starts_with("refused"));
 
     // Everyone else is still served.
     assert_eq!(good.echo(vec![2; 100]).unwrap(), vec![2; 100]);
     let fresh = StoreBlockingClient::connect(name.as_str()).unwrap();
     assert_eq!(fresh.echo(vec![3]).unwrap(), vec![3]);
+}
+
+#[test]
+fn a_client_that_writes_while_its_answer_is_written_does_not_block_the_connection() {
+    let _wd = Watchdog::arm("a_client_that_writes_while_its_answer_is_written");
+    let name = unique("store");
+    let _server = start("store-sync", &name);
+    let store = StoreBlockingClient::connect(name.as_str()).unwrap();
+    let big = 8usize << 20;
+    // The handler blocks its thread past the client's deadline, then answers 8 MiB, while
+    // the client, done waiting, writes an 8 MiB request and reads nothing until it is
+    // written: the server must read on while it writes.
+    let hurried = store.clone().with_timeout(Duration::from_millis(100));
+    assert!(matches!(
+        hurried.big_after(500, big as u32),
+        Err(Error::DeadlineExceeded)
+    ));
+    let data = vec![0x5a; big];
+    assert!(store.echo(data.clone()).unwrap() == data);
+    assert_eq!(store.big_after(0, 3).unwrap().to_vec(), vec![0xab; 3]);
+}
+
+#[test]
+fn handlers_on_a_connection_thread_can_spawn_on_the_runtime() {
+    let _wd = Watchdog::arm("handlers_on_a_connection_thread_can_spawn_on_the_runtime");
+    let name = unique("store");
+    let _server = start("store-sync", &name);
+    let store = StoreBlockingClient::connect(name.as_str()).unwrap();
+    assert_eq!(store.spawned(41).unwrap(), 42);
+    assert_eq!(store.spawned(1).unwrap(), 2);
+    assert_eq!(store.echo(vec![4]).unwrap(), vec![4]);
+}
+
+#[test]
+fn frames_read_together_are_each_answered_once_when_the_connection_moves() {
+    let _wd = Watchdog::arm("frames_read_together_are_each_answered_once");
+    let name = unique("store");
+    let _server = start("store-sync", &name);
+    rt().block_on(async {
+        // Calls made at once go out in one write, so the server reads them together: the
+        // one that waits moves the connection with the others still in its read buffer.
+        for round in 0..20u8 {
+            let store = StoreClient::connect(name.as_str()).await.unwrap();
+            let (a, slow, b, thread, c) = tokio::join!(
+                store.echo(vec![round, 1]),
+                store.slow(5),
+                store.echo(vec![round, 2]),
+                store.thread(),
+                store.echo(vec![round, 3]),
+            );
+            assert_eq!(a.unwrap(), vec![round, 1]);
+            assert_eq!(slow.unwrap(), 5);
+            assert_eq!(b.unwrap(), vec![round, 2]);
+            thread.unwrap();
+            assert_eq!(c.unwrap(), vec![round, 3]);
+            assert_eq!(store.echo(vec![round, 4]).await.unwrap(), vec![round, 4]);
+        }
+    });
+}
+
+#[cfg(feature = "tcp")]
+#[test]
+fn a_server_started_from_sync_code_over_tcp() {
+    let _wd = Watchdog::arm("a_server_started_from_sync_code_over_tcp");
+    // A port free a moment ago, for a server that does not report the one it binds.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let name = format!("tcp:127.0.0.1:{port}");
+    let _server = start("store-sync", &name);
+    let store = StoreBlockingClient::connect(name.as_str()).unwrap();
+    assert_eq!(store.thread().unwrap() == "localrpc-conn", cfg!(unix));
+    assert_eq!(store.echo(vec![1; 100]).unwrap(), vec![1; 100]);
+    assert_eq!(store.slow(10).unwrap(), 10);
+    assert_ne!(store.thread().unwrap(), "localrpc-conn");
+    check_swap(|h, a, n, b| store.swap(h, a, n, b).unwrap());
 }

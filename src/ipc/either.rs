@@ -230,6 +230,13 @@ impl BlockingStream {
         either!(self, s => os::recv_uninit(s, buf))
     }
 
+    /// Writes without waiting (the socket stays in blocking mode for reads): `WouldBlock`
+    /// if there is no room for any of `bufs`.
+    #[cfg(unix)]
+    pub(crate) fn send_now(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        either!(self, s => os::send_now(s, bufs))
+    }
+
     /// The same connection, registered with the current runtime and made non-blocking.
     #[cfg(unix)]
     pub(crate) fn into_async(self) -> io::Result<Stream> {

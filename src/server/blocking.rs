@@ -5,25 +5,33 @@
 //!
 //! Only what completes at once is served that way: unary calls whose handler is ready at
 //! its first poll. The first time a connection needs more (a handler that awaits, a stream,
-//! a cancellation, a client that offers a service of its own), it moves to the Tokio
-//! runtime for good and is served there as [`connection::serve_connection`] serves any
-//! other, the call in hand included: the same semantics, just no longer on its own thread.
+//! a cancellation, a client that offers a service of its own, answers the client does not
+//! read as fast as they come), it moves to the Tokio runtime for good and is served there
+//! by the same driver as [`connection::serve_connection`]'s, with what was read and not yet
+//! handled, what was answered and not yet written, and the call in hand. Writes on the
+//! connection's thread never wait, so a client that writes a large request without reading
+//! cannot block the thread that alone would read it.
+//!
+//! What differs from the runtime's connections: no shutdown, and the runtime's single
+//! thread is shared by all the connections that moved.
+use std::io::{self, IoSlice};
+use std::mem::MaybeUninit;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use prost::Message;
 use tokio::runtime::{Handle, Runtime};
 
 use super::call::{response_frame, server_request};
-use super::connection::{self, First};
+use super::connection::{self, First, Handoff};
 use super::request::{ServerRequest, ServerResponse};
 use super::{BoxError, Config};
 use crate::ipc::LocalStream;
 use crate::ipc::blocking::{LocalListener, LocalStream as BlockingStream};
 use crate::transport::{FrameError, ReadState, WriteState};
-use crate::wire;
+use crate::wire::{self, envelope};
 use crate::{Error, ServiceInfo};
 
 /// How long a client has to send its hello (as on the runtime).
@@ -45,6 +53,8 @@ where
     S::Future: Send + 'static,
 {
     tracing::info!(endpoint = %listener.endpoint(), "listening, a thread per connection");
+    // Never told to stop: the server runs as long as the process.
+    let (_never, stop) = tokio::sync::watch::channel(false);
     let handle = runtime.handle().clone();
     // The runtime's thread: runs its I/O and timers, and the connections that moved to it.
     std::thread::Builder::new()
@@ -61,14 +71,36 @@ where
                 continue;
             }
         };
-        let svc = svc.clone();
-        let config = config.clone();
-        let runtime = handle.clone();
-        let spawned = std::thread::Builder::new()
-            .name("localrpc-conn".into())
-            .spawn(move || serve_connection(stream, svc, info, config, &runtime));
-        if let Err(e) = spawned {
-            tracing::warn!(error = %e, "cannot start a thread for a connection; it is dropped");
+        // The stream goes to the thread once it runs; if none can be started, the
+        // connection is served on the runtime instead.
+        let (give, take) = std::sync::mpsc::sync_channel::<BlockingStream>(1);
+        let spawned = {
+            let (svc, config, runtime) = (svc.clone(), config.clone(), handle.clone());
+            std::thread::Builder::new()
+                .name("localrpc-conn".into())
+                .spawn(move || {
+                    if let Ok(stream) = take.recv() {
+                        serve_connection(stream, svc, info, config, &runtime);
+                    }
+                })
+        };
+        match spawned {
+            Ok(_) => {
+                let _ = give.send(stream);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "no thread for a connection; served on the runtime");
+                let (svc, config, stop) = (svc.clone(), config.clone(), stop.clone());
+                handle.spawn(async move {
+                    match stream.into_either().into_async() {
+                        Ok(stream) => {
+                            let stream = LocalStream::from_either(stream);
+                            connection::serve_connection(stream, svc, info, config, stop).await;
+                        }
+                        Err(e) => tracing::warn!(error = %e, "connection dropped"),
+                    }
+                });
+            }
         }
     }
 }
@@ -87,22 +119,35 @@ pub(crate) fn serve_connection<S>(
     S::Future: Send + 'static,
 {
     let _runtime = runtime.enter();
-    let mut io = stream.into_either();
+    let io = stream.into_either();
     let peer = io.peer_credentials().ok();
     let peer_addr = io.peer_addr().ok();
     let mut read = ReadState::new(config.max_frame_len.min(u32::MAX as usize));
-    let mut write = WriteState::new(config.max_frame_len);
+    let mut write = WriteState::new(config.max_frame_len.min(u32::MAX as usize));
+    // Reads into the read buffer, waiting as long as it takes.
+    let recv = |buf: &mut [MaybeUninit<u8>]| io.recv_uninit(buf);
+    // Writes what is queued, as far as the socket takes it without waiting: a client that
+    // is busy writing a large request and not reading must not hold this thread, which
+    // alone would read that request.
+    let send = |buf: &[IoSlice<'_>]| io.send_now(buf);
 
-    if let Err(e) = io.set_read_timeout(Some(HANDSHAKE_TIMEOUT)) {
-        tracing::debug!(error = %e, "cannot set the handshake's read timeout");
-        return;
-    }
-    let hello = match read.next_blocking(|buf| io.recv_uninit(buf)) {
+    // The hello, within the handshake's time in all (not per read).
+    let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
+    let until_deadline = |buf: &mut [MaybeUninit<u8>]| {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::from(io::ErrorKind::TimedOut));
+        }
+        io.set_read_timeout(Some(left))?;
+        io.recv_uninit(buf)
+    };
+    // SAFETY: `recv_uninit` initializes the bytes it reports read, as `recv(2)` does.
+    let hello = match unsafe { read.next_blocking(until_deadline) } {
         Some(Ok(frame)) => wire::Hello::decode(frame).ok(),
         Some(Err(FrameError::Io(e)))
             if matches!(
                 e.kind(),
-                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
             ) =>
         {
             tracing::debug!(peer_pid = ?peer.and_then(|p| p.pid()), "no handshake in time");
@@ -127,7 +172,8 @@ pub(crate) fn serve_connection<S>(
             message: refusal.message,
         };
         config.connection_error(&error, peer);
-        let _ = write.flush_blocking(&mut io);
+        // Best effort: a small frame into an empty socket buffer.
+        let _ = write.flush_now(send);
         return;
     }
     tracing::debug!(
@@ -143,12 +189,18 @@ pub(crate) fn serve_connection<S>(
     } else {
         loop {
             if !read.has_frame() {
-                if let Err(e) = write.flush_blocking(&mut io) {
-                    tracing::debug!(error = %e, "server connection write failed");
-                    return;
+                match write.flush_now(send) {
+                    Ok(true) => {}
+                    // The client is not reading: the runtime writes the rest, reading on.
+                    Ok(false) => break First::Nothing,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "server connection write failed");
+                        return;
+                    }
                 }
             }
-            let frame = match read.next_blocking(|buf| io.recv_uninit(buf)) {
+            // SAFETY: as for the hello.
+            let frame = match unsafe { read.next_blocking(recv) } {
                 Some(Ok(frame)) => frame,
                 Some(Err(e)) => {
                     config.connection_error(&e.into(), peer);
@@ -178,11 +230,8 @@ pub(crate) fn serve_connection<S>(
         }
     };
 
-    // Over to the runtime: what was answered goes out first, then the stream is registered.
-    if let Err(e) = write.flush_blocking(&mut io) {
-        tracing::debug!(error = %e, "server connection write failed");
-        return;
-    }
+    // Over to the runtime, with what was read and not handled, what was answered and not
+    // yet written, and what is in hand.
     let stream = match io.into_async() {
         Ok(stream) => LocalStream::from_either(stream),
         Err(e) => {
@@ -191,9 +240,13 @@ pub(crate) fn serve_connection<S>(
         }
     };
     tracing::debug!("connection moves to the runtime");
-    runtime.spawn(connection::resume(
-        stream, read, hello, svc, info, config, first,
-    ));
+    let handoff = Handoff {
+        read,
+        write,
+        hello,
+        first,
+    };
+    runtime.spawn(connection::resume(stream, handoff, svc, info, config));
 }
 
 /// A frame as the connection's own thread sees it.
@@ -208,9 +261,20 @@ fn sort(frame: Bytes) -> Incoming {
     if wire::stream_items(&frame).is_some() {
         return Incoming::Other(First::Frame(frame));
     }
-    match wire::fast::request(&frame) {
-        Some(req) if !req.request_stream && req.response_window.is_none() => Incoming::Unary(req),
-        Some(req) => Incoming::Other(First::Request(req)),
-        None => Incoming::Other(First::Frame(frame)),
+    let req = match wire::fast::request(&frame) {
+        Some(req) => req,
+        // Laid out otherwise (with metadata, say): prost decodes it, or the runtime reports
+        // what is wrong with it.
+        None => match wire::Envelope::decode(frame.clone()) {
+            Ok(wire::Envelope {
+                kind: Some(envelope::Kind::Request(req)),
+            }) => req,
+            _ => return Incoming::Other(First::Frame(frame)),
+        },
+    };
+    if !req.request_stream && req.response_window.is_none() {
+        Incoming::Unary(req)
+    } else {
+        Incoming::Other(First::Request(req))
     }
 }

@@ -111,9 +111,9 @@ struct Ends {
     peer_addr: Option<SocketAddr>,
 }
 
-#[cfg(unix)]
 /// What a connection served from a thread of its own had in hand when it moved to the
 /// runtime.
+#[cfg(unix)]
 pub(crate) enum First {
     /// Nothing beyond what is in the read buffer.
     Nothing,
@@ -125,17 +125,27 @@ pub(crate) enum First {
     Call(u64, CallFuture, AbortHandle),
 }
 
+/// A connection served from a thread of its own, as it moves to the runtime.
 #[cfg(unix)]
-/// Goes on serving, on the current runtime, a connection whose handshake is done (its reply
-/// written) and whose reader has read up to `read`: see `server::blocking`.
+pub(crate) struct Handoff {
+    /// What was read and not handled yet.
+    pub(crate) read: crate::transport::ReadState,
+    /// What was answered (the handshake's reply included) and not written yet.
+    pub(crate) write: crate::transport::WriteState,
+    /// The client's hello, if it sent one that decodes.
+    pub(crate) hello: Option<wire::Hello>,
+    pub(crate) first: First,
+}
+
+/// Goes on serving, on the current runtime, a connection whose handshake is done: see
+/// `server::blocking`.
+#[cfg(unix)]
 pub(crate) async fn resume<S>(
     stream: LocalStream,
-    read: crate::transport::ReadState,
-    hello: Option<wire::Hello>,
+    handoff: Handoff,
     svc: S,
     info: &'static ServiceInfo,
     config: Arc<Config>,
-    first: First,
 ) where
     S: tower::Service<ServerRequest, Response = ServerResponse> + Clone + Send + 'static,
     S::Error: Into<BoxError>,
@@ -147,12 +157,13 @@ pub(crate) async fn resume<S>(
         peer_addr: stream.peer_addr().ok(),
     };
     let (r, w) = stream.into_split();
-    let reader = FrameReader::resume(r, read);
-    let writer = FrameWriter::with_max_frame_len(w, config.max_frame_len);
+    let reader = FrameReader::resume(r, handoff.read);
+    let writer = FrameWriter::resume(w, handoff.write);
     // Served until the process ends: never told to stop.
     let stop = Box::pin(std::future::pending());
-    let mut driver = Driver::new(reader, writer, svc, ends, config, hello.as_ref(), stop);
-    match first {
+    let hello = handoff.hello.as_ref();
+    let mut driver = Driver::new(reader, writer, svc, ends, config, hello, stop);
+    match handoff.first {
         First::Nothing => {}
         First::Frame(frame) => {
             if !driver.on_frame(frame) {

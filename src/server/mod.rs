@@ -238,22 +238,33 @@ impl<L> ServerBuilder<L> {
     }
 
     /// Serves `service` at `name` from synchronous code, with this builder's layers and
-    /// limits, and blocks the calling thread for as long as the process runs (there is no
-    /// shutdown; the process ending ends it). Do not call it from async code: it would block
-    /// that runtime's thread.
+    /// limits, and blocks the calling thread for as long as the process runs. There is no
+    /// shutdown (the process ending ends it), so [`grace_period`](Self::grace_period) does
+    /// not apply. Do not call it from async code: it would block that runtime's thread.
     ///
     /// On Unix, each connection gets a thread of its own, which reads requests with blocking
-    /// reads and writes the answers: a call whose handler finishes without waiting (most
-    /// handlers of a synchronous program) costs no reactor wake-up and no task switch, so a
+    /// reads and answers them: a call whose handler finishes without waiting (most handlers
+    /// of a synchronous program) costs no reactor wake-up and no task switch, so a
     /// [blocking client](crate::blocking::Client) sees close to the latency of a plain socket
     /// exchange. Handlers are still the service's `async fn`s, run inside the context of a
-    /// Tokio runtime this server starts (one thread): its timers work and `tokio::spawn`
-    /// spawns on it. The first time a connection needs more — a handler that awaits
-    /// something not yet ready, a stream, a cancelled call, a client that offers a service
-    /// of its own — it moves to that runtime for good and is served there as
-    /// [`serve`](BoundServer::serve) serves any connection, the call in hand included. A
-    /// thread per connection suits tens of clients, not thousands. On Windows, every
-    /// connection is served on that runtime.
+    /// Tokio runtime this server starts on one more thread: its timers work and
+    /// `tokio::spawn` spawns on it.
+    ///
+    /// The first time a connection needs more — a handler that awaits something not yet
+    /// ready, a stream, a cancelled call, a client that offers a service of its own, a
+    /// client that does not read its answers as fast as they come — it moves to that
+    /// runtime for good and is served there as [`serve`](BoundServer::serve) serves any
+    /// connection, the call in hand included. All connections that moved share the
+    /// runtime's one thread, so there a handler that computes without awaiting holds up the
+    /// others, and `tokio::task::block_in_place` panics (it works on a connection's own
+    /// thread). A thread per connection suits tens of clients, not thousands; if no thread
+    /// can be started for a connection, it is served on the runtime. On Windows, every
+    /// connection is served on the runtime.
+    ///
+    /// # Errors
+    ///
+    /// Fails if the runtime cannot be built or the endpoint cannot be bound; otherwise it
+    /// does not return.
     ///
     /// ```no_run
     /// # #[localrpc::service]
@@ -282,7 +293,11 @@ impl<L> ServerBuilder<L> {
         #[cfg(unix)]
         {
             let listener = self.listener.bind_blocking(name)?;
-            let svc = self.layer.layer(service);
+            // Layers may spawn tasks as they are built (tower's `Buffer` does).
+            let svc = {
+                let _runtime = runtime.enter();
+                self.layer.layer(service)
+            };
             blocking::serve_threads(listener, svc, S::INFO, Arc::new(self.config), runtime)
         }
         #[cfg(not(unix))]

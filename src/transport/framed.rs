@@ -248,6 +248,12 @@ impl<W> FrameWriter<W> {
     pub fn get_ref(&self) -> &W {
         &self.io
     }
+
+    /// Frames `io`, starting with what an earlier writer of the same stream had queued.
+    #[cfg(unix)]
+    pub(crate) fn resume(io: W, write: WriteState) -> Self {
+        FrameWriter { io, write }
+    }
 }
 
 impl<W> FrameWriter<W> {

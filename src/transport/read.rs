@@ -108,9 +108,13 @@ impl ReadState {
 #[cfg(unix)]
 impl ReadState {
     /// The next frame as [`poll_next`](Self::poll_next) gives it, read with `read`: a
-    /// blocking read into memory that need not be initialized, which returns how many
-    /// bytes it wrote at the start of it.
-    pub(crate) fn next_blocking<F>(&mut self, read: F) -> Option<Result<Bytes, FrameError>>
+    /// blocking read into memory that need not be initialized.
+    ///
+    /// # Safety
+    ///
+    /// When `read` returns `Ok(n)`, it must have initialized the first `n` bytes of the
+    /// slice it was given (as `recv(2)` does).
+    pub(crate) unsafe fn next_blocking<F>(&mut self, read: F) -> Option<Result<Bytes, FrameError>>
     where
         F: FnMut(&mut [std::mem::MaybeUninit<u8>]) -> io::Result<usize> + Unpin,
     {
@@ -123,7 +127,8 @@ impl ReadState {
     }
 }
 
-/// A blocking read as an [`AsyncRead`] that is always ready.
+/// A blocking read as an [`AsyncRead`] that is always ready. Built only by
+/// [`ReadState::next_blocking`], whose caller promises what the read initializes.
 #[cfg(unix)]
 struct BlockingRead<F>(F);
 
@@ -138,7 +143,8 @@ where
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let read = &mut self.get_mut().0;
-        // SAFETY: `read` only writes bytes, the first `n` of which it reports initialized.
+        // SAFETY: `read` only writes bytes, and initializes the first `n` it reports (the
+        // promise made to `next_blocking`).
         let unfilled = unsafe { buf.unfilled_mut() };
         let len = unfilled.len();
         loop {

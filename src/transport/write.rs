@@ -116,14 +116,19 @@ impl WriteState {
         Poll::Ready(Ok(()))
     }
 
-    /// Writes everything queued to a blocking writer.
+    /// Writes what is queued with `write`, a vectored write that does not wait: `true` once
+    /// everything is written, `false` if `write` said it would block first (what is left
+    /// stays queued).
     #[cfg(unix)]
-    pub(crate) fn flush_blocking<W: io::Write>(&mut self, io: &mut W) -> Result<(), FrameError> {
-        let mut io = BlockingWrite(io);
+    pub(crate) fn flush_now<F>(&mut self, write: F) -> Result<bool, FrameError>
+    where
+        F: FnMut(&[IoSlice<'_>]) -> io::Result<usize> + Unpin,
+    {
+        let mut io = WriteNow(write);
         let mut cx = Context::from_waker(std::task::Waker::noop());
         match self.poll_flush(Pin::new(&mut io), &mut cx) {
-            Poll::Ready(done) => done,
-            Poll::Pending => unreachable!("a blocking write is never pending"),
+            Poll::Ready(done) => done.map(|()| true),
+            Poll::Pending => Ok(false),
         }
     }
 
@@ -142,30 +147,19 @@ impl WriteState {
     }
 }
 
-/// A blocking writer as an [`AsyncWrite`] that is always ready.
+/// A vectored write that does not wait, as an [`AsyncWrite`]: pending when it would block
+/// (nothing will wake it: [`WriteState::flush_now`] reports it instead).
 #[cfg(unix)]
-struct BlockingWrite<'a, W>(&'a mut W);
+struct WriteNow<F>(F);
 
 #[cfg(unix)]
-impl<W: io::Write> BlockingWrite<'_, W> {
-    fn retry<T>(&mut self, mut op: impl FnMut(&mut W) -> io::Result<T>) -> Poll<io::Result<T>> {
-        loop {
-            match op(self.0) {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                done => return Poll::Ready(done),
-            }
-        }
-    }
-}
-
-#[cfg(unix)]
-impl<W: io::Write> AsyncWrite for BlockingWrite<'_, W> {
+impl<F: FnMut(&[IoSlice<'_>]) -> io::Result<usize> + Unpin> AsyncWrite for WriteNow<F> {
     fn poll_write(
         self: Pin<&mut Self>,
-        _: &mut Context<'_>,
+        cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        self.get_mut().retry(|w| w.write(buf))
+        self.poll_write_vectored(cx, &[IoSlice::new(buf)])
     }
 
     fn poll_write_vectored(
@@ -173,7 +167,14 @@ impl<W: io::Write> AsyncWrite for BlockingWrite<'_, W> {
         _: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        self.get_mut().retry(|w| w.write_vectored(bufs))
+        let write = &mut self.get_mut().0;
+        loop {
+            match write(bufs) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Poll::Pending,
+                done => return Poll::Ready(done),
+            }
+        }
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -181,7 +182,7 @@ impl<W: io::Write> AsyncWrite for BlockingWrite<'_, W> {
     }
 
     fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.get_mut().retry(|w| w.flush())
+        Poll::Ready(Ok(()))
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {

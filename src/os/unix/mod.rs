@@ -37,7 +37,7 @@ pub(crate) use pipe::{
 pub(crate) use socket::{
     BlockingListener, BlockingRecvHalf, BlockingSendHalf, BlockingStream, Listener,
     ListenerOptionsExt, RecvHalf, SendHalf, Stream, connect, connect_blocking, into_async,
-    recv_uninit, split, split_blocking,
+    recv_uninit, send_now, split, split_blocking,
 };
 
 use crate::name::Repr;

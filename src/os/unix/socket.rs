@@ -54,6 +54,44 @@ pub(crate) fn into_async(stream: BlockingStream) -> io::Result<Stream> {
     super::stream::from_std(stream)
 }
 
+/// Writes to a socket without waiting, even if it is in blocking mode: fails with
+/// `WouldBlock` if there is no room for any of it.
+pub(crate) fn send_now(
+    stream: &impl std::os::fd::AsRawFd,
+    bufs: &[io::IoSlice<'_>],
+) -> io::Result<usize> {
+    #[cfg(any(
+        target_os = "linux",
+        target_os = "android",
+        target_os = "freebsd",
+        target_os = "netbsd",
+        target_os = "openbsd",
+        target_os = "dragonfly"
+    ))]
+    const NO_SIGNAL: libc::c_int = libc::MSG_NOSIGNAL;
+    #[cfg(not(any(
+        target_os = "linux",
+        target_os = "android",
+        target_os = "freebsd",
+        target_os = "netbsd",
+        target_os = "openbsd",
+        target_os = "dragonfly"
+    )))]
+    const NO_SIGNAL: libc::c_int = 0; // Rust programs ignore SIGPIPE
+    // SAFETY: an all-zero `msghdr` is valid: no address, no control data, no buffers yet.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    // `IoSlice` is ABI-compatible with `iovec` on Unix; `sendmsg` only reads through it.
+    msg.msg_iov = bufs.as_ptr().cast_mut().cast();
+    msg.msg_iovlen = bufs.len() as _;
+    // SAFETY: `msg` points at `bufs`, valid for the duration of the call.
+    let n = unsafe { libc::sendmsg(stream.as_raw_fd(), &msg, libc::MSG_DONTWAIT | NO_SIGNAL) };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
 /// Reads from a blocking socket into memory that need not be initialized.
 pub(crate) fn recv_uninit(
     stream: &impl std::os::fd::AsRawFd,
