@@ -70,7 +70,7 @@ fn serve(role: &str, name: &str) {
     match role {
         // Not servers: clients for counting instructions per call under callgrind, with
         // `callgrind_control -d` run at each pause (see benches/README.md).
-        "rpc-client" | "rpc-blocking-client" => {
+        "rpc-client" | "rpc-blocking-client" | "rpc-pipelined-client" => {
             let calls: u64 =
                 std::env::var("LOCALRPC_BENCH_CALLS").map_or(20_000, |n| n.parse().unwrap());
             let payload = ByteBuf::from(vec![7u8; 16]);
@@ -84,6 +84,21 @@ fn serve(role: &str, name: &str) {
                 rpc_blocking_calls(&client, &payload, 1000);
                 pause("warm");
                 rpc_blocking_calls(&client, &payload, calls);
+                pause("done");
+                return;
+            }
+            if role == "rpc-pipelined-client" {
+                // The throughput case: 64 calls in flight, 32 bytes each.
+                let rt = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                let client = rt.block_on(EchoClient::connect(name)).unwrap();
+                let payload = ByteBuf::from(vec![7u8; 32]);
+                rt.block_on(rpc_pipelined(&client, &payload, 64, 6400));
+                pause("warm");
+                rt.block_on(rpc_pipelined(&client, &payload, 64, calls));
                 pause("done");
                 return;
             }

@@ -473,7 +473,9 @@ async fn unary_call(
         })
         .await,
     );
-    guard.armed = !matches!(outcome, Err(Error::DeadlineExceeded));
+    // Answered, or failed on the way: nothing to cancel. Out of time: the guard tells the
+    // server (whose handler may still run, were its clock behind) and forgets the call.
+    guard.armed = matches!(outcome, Err(Error::DeadlineExceeded));
     outcome
 }
 
@@ -527,7 +529,7 @@ async fn streaming_call(
         .reply
         .expect("a call without a response stream has a reply");
     let outcome = in_time(deadline::deadline(deadline, conn.reply(rx)).await);
-    guard.armed = !matches!(outcome, Err(Error::DeadlineExceeded));
+    guard.armed = matches!(outcome, Err(Error::DeadlineExceeded));
     drop(sender);
     outcome
 }
@@ -596,4 +598,72 @@ fn splitmix64(mut x: u64) -> u64 {
     x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     x ^ (x >> 31)
+}
+
+#[cfg(test)]
+mod tests {
+    use futures_util::{SinkExt, StreamExt};
+    use prost::Message;
+
+    use super::*;
+    use crate::transport::{FrameReader, FrameWriter};
+    use crate::wire::{self, envelope};
+
+    static INFO: ServiceInfo = ServiceInfo::new("Slow", &["wait"], 7);
+
+    /// The next envelope a fake server reads.
+    async fn next_kind<R: tokio::io::AsyncRead + Unpin>(
+        reader: &mut FrameReader<R>,
+    ) -> envelope::Kind {
+        let frame = reader.next().await.unwrap().unwrap();
+        wire::Envelope::decode(frame).unwrap().kind.unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_call_out_of_time_is_cancelled_on_the_server_and_an_answered_one_is_not() {
+        let (client_end, server_end) = tokio::io::duplex(64 * 1024);
+        let (cr, cw) = tokio::io::split(client_end);
+        let (sr, sw) = tokio::io::split(server_end);
+        let client = Client::builder(&INFO).connect_io(cr, cw).await.unwrap();
+        let mut reader = FrameReader::new(sr);
+        let mut writer = FrameWriter::new(sw);
+        let server = tokio::spawn(async move {
+            let hello = wire::Hello::decode(reader.next().await.unwrap().unwrap()).unwrap();
+            let reply = wire::answer(Some(&hello), &INFO, 16);
+            writer.send(wire::encode(&reply)).await.unwrap();
+            // The first call is answered; the second is not, and must be cancelled.
+            let envelope::Kind::Request(first) = next_kind(&mut reader).await else {
+                panic!("expected a request");
+            };
+            let answer = wire::Response {
+                call_id: first.call_id,
+                result: Some(wire::response::Result::Ok(Bytes::from_static(b"ok"))),
+            };
+            writer
+                .send(wire::encode_envelope(envelope::Kind::Response(answer)))
+                .await
+                .unwrap();
+            let envelope::Kind::Request(second) = next_kind(&mut reader).await else {
+                panic!("expected a request");
+            };
+            match next_kind(&mut reader).await {
+                envelope::Kind::Cancel(cancel) => assert_eq!(cancel.call_id, second.call_id),
+                other => panic!("expected the second call's cancel, got {other:?}"),
+            }
+        });
+        let answered = client
+            .request(CallRequest::new(&INFO, 0, Bytes::new()))
+            .await
+            .unwrap();
+        assert!(matches!(answered, CallResponse::Ok(ref b) if b.as_ref() == b"ok"));
+        let mut req = CallRequest::new(&INFO, 0, Bytes::new());
+        req.set_timeout(Some(Duration::from_millis(50)));
+        let late = client.request(req).await;
+        assert!(matches!(late, Err(Error::DeadlineExceeded)), "{late:?}");
+        // Only the second call is cancelled: the server sees no cancel before it.
+        tokio::time::timeout(Duration::from_secs(10), server)
+            .await
+            .expect("the cancel arrives")
+            .unwrap();
+    }
 }
