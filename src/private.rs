@@ -114,7 +114,7 @@ pub async fn call_with_stream<S, A, U, T>(
     items: Streaming<U>,
 ) -> Result<T, Error>
 where
-    S: Service<CallRequest, Response = CallResponse, Error = Error> + Clone,
+    S: Service<CallRequest, Response = CallResponse, Error = Error> + Clone + 'static,
     A: Serialize,
     U: Serialize + 'static,
     T: DeserializeOwned,
@@ -133,7 +133,7 @@ pub async fn call_fallible_with_stream<S, A, U, T, E>(
     items: Streaming<U>,
 ) -> Result<Result<T, E>, Error>
 where
-    S: Service<CallRequest, Response = CallResponse, Error = Error> + Clone,
+    S: Service<CallRequest, Response = CallResponse, Error = Error> + Clone + 'static,
     A: Serialize,
     U: Serialize + 'static,
     T: DeserializeOwned,
@@ -152,7 +152,7 @@ pub async fn call_streaming<S, A, U, T>(
     items: Option<Streaming<U>>,
 ) -> Result<Streaming<T>, Error>
 where
-    S: Service<CallRequest, Response = CallResponse, Error = Error> + Clone,
+    S: Service<CallRequest, Response = CallResponse, Error = Error> + Clone + 'static,
     A: Serialize,
     U: Serialize + 'static,
     T: DeserializeOwned + 'static,
@@ -172,8 +172,12 @@ where
 
 async fn send<S>(svc: &S, req: CallRequest) -> Result<CallResponse, Error>
 where
-    S: Service<CallRequest, Response = CallResponse, Error = Error> + Clone,
+    S: Service<CallRequest, Response = CallResponse, Error = Error> + Clone + 'static,
 {
+    // The plain client needs none of tower's plumbing: no clone, no boxed future.
+    if let Some(client) = (svc as &dyn std::any::Any).downcast_ref::<crate::Client>() {
+        return client.request(req).await;
+    }
     let mut svc = svc.clone();
     poll_fn(|cx| svc.poll_ready(cx)).await?;
     svc.call(req).await
@@ -213,7 +217,7 @@ async fn call_raw<S, A>(
     args: &A,
 ) -> Result<CallResponse, Error>
 where
-    S: Service<CallRequest, Response = CallResponse, Error = Error> + Clone,
+    S: Service<CallRequest, Response = CallResponse, Error = Error> + Clone + 'static,
     A: Serialize,
 {
     send(svc, request(opts, info, method, args)?).await
@@ -228,7 +232,7 @@ pub async fn call<S, A, T>(
     args: &A,
 ) -> Result<T, Error>
 where
-    S: Service<CallRequest, Response = CallResponse, Error = Error> + Clone,
+    S: Service<CallRequest, Response = CallResponse, Error = Error> + Clone + 'static,
     A: Serialize,
     T: DeserializeOwned,
 {
@@ -244,7 +248,7 @@ pub async fn call_fallible<S, A, T, E>(
     args: &A,
 ) -> Result<Result<T, E>, Error>
 where
-    S: Service<CallRequest, Response = CallResponse, Error = Error> + Clone,
+    S: Service<CallRequest, Response = CallResponse, Error = Error> + Clone + 'static,
     A: Serialize,
     T: DeserializeOwned,
     E: DeserializeOwned,

@@ -66,7 +66,8 @@ pub(crate) fn client(service: &Service, names: &Names) -> TokenStream {
                     ::localrpc::__private::CallRequest,
                     Response = ::localrpc::__private::CallResponse,
                     Error = ::localrpc::__private::Error,
-                > + ::localrpc::__private::Clone,
+                > + ::localrpc::__private::Clone
+                + 'static,
             #(#bounds,)*
         {
             #(#methods)*
