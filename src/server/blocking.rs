@@ -1,7 +1,7 @@
-//! Connections served from threads of their own, as [`crate::ServerBuilder::serve_blocking`]
-//! serves them:
-//! the thread reads requests with blocking reads, runs each call, and writes its answer, so
-//! a call costs no reactor wake-up and no task switch between the request and its answer.
+//! Connections served from threads of their own, as
+//! [`crate::ServerBuilder::serve_blocking`] serves them: a connection's thread reads requests
+//! with blocking reads, runs each call, and writes its answer, so a call costs no reactor
+//! wake-up and no task switch between the request and its answer.
 //!
 //! Only what completes at once is served that way: unary calls whose handler is ready at
 //! its first poll. The first time a connection needs more (a handler that awaits, a stream,
@@ -276,5 +276,90 @@ fn sort(frame: Bytes) -> Incoming {
         Incoming::Unary(req)
     } else {
         Incoming::Other(First::Request(req))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixStream;
+
+    use super::*;
+    use crate::server::ServerResponse;
+
+    static INFO: ServiceInfo = ServiceInfo::new("Echo", &["echo"], 7);
+
+    fn frame(bytes: &[u8]) -> Vec<u8> {
+        let mut out = (bytes.len() as u32).to_le_bytes().to_vec();
+        out.extend_from_slice(bytes);
+        out
+    }
+
+    /// Every frame in `wire`, as envelopes (the first is the hello's reply).
+    fn frames(mut wire: &[u8]) -> Vec<Bytes> {
+        let mut out = Vec::new();
+        while wire.len() >= 4 {
+            let len = u32::from_le_bytes(wire[..4].try_into().unwrap()) as usize;
+            out.push(Bytes::copy_from_slice(&wire[4..4 + len]));
+            wire = &wire[4 + len..];
+        }
+        out
+    }
+
+    #[test]
+    fn answers_queued_on_the_thread_go_out_before_a_bad_frame_ends_the_connection() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let handle = runtime.handle().clone();
+        let driver = std::thread::spawn(move || runtime.block_on(std::future::pending::<()>()));
+        drop(driver); // runs until the test process ends
+        let (mut client, server) = UnixStream::pair().unwrap();
+        let server = BlockingStream::from_os(server);
+        let svc = tower::service_fn(|req: ServerRequest| async move {
+            Ok::<_, Infallible>(ServerResponse::ok(req.payload().clone()))
+        });
+        let config = Arc::new(Config::default());
+        let serving = std::thread::spawn(move || {
+            serve_connection(server, svc, &INFO, config, &handle);
+        });
+
+        // One write: the hello, two calls, and a frame that is no envelope at all.
+        let mut wire = frame(&wire::encode(&wire::hello(&INFO, None)));
+        for id in [1u64, 2] {
+            let req = wire::Request {
+                call_id: id,
+                method: 0,
+                ..Default::default()
+            };
+            let call = wire::request_parts(req, Bytes::from(vec![id as u8; 3]).into());
+            let mut bytes = call.head.to_vec();
+            for piece in call.payload.pieces() {
+                bytes.extend_from_slice(piece);
+            }
+            wire.extend_from_slice(&frame(&bytes));
+        }
+        wire.extend_from_slice(&frame(&[0xff; 9]));
+        client.write_all(&wire).unwrap();
+
+        let mut back = Vec::new();
+        client.read_to_end(&mut back).unwrap();
+        serving.join().unwrap();
+        let frames = frames(&back);
+        assert_eq!(
+            frames.len(),
+            3,
+            "the hello's reply and both answers: {frames:?}"
+        );
+        for (frame, id) in frames[1..].iter().zip([1u64, 2]) {
+            let resp = wire::fast::response(frame).expect("an answer");
+            assert_eq!(resp.call_id, id);
+            assert!(matches!(
+                resp.result,
+                Some(wire::response::Result::Ok(ref v)) if v[..] == [id as u8; 3]
+            ));
+        }
     }
 }

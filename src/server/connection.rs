@@ -167,7 +167,8 @@ pub(crate) async fn resume<S>(
         First::Nothing => {}
         First::Frame(frame) => {
             if !driver.on_frame(frame) {
-                return;
+                // Answers the connection's thread queued still go out.
+                return driver.close().await;
             }
         }
         First::Request(req) => driver.on_request(req),
@@ -295,6 +296,11 @@ where
     /// Serves until the connection is over, then closes it.
     async fn run(mut self) {
         std::future::poll_fn(|cx| self.poll(cx)).await;
+        self.close().await;
+    }
+
+    /// Ends the connection: what is queued is written, then the stream is closed.
+    async fn close(mut self) {
         if let Some(callbacks) = &self.callbacks {
             callbacks.close();
         }
