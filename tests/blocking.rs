@@ -121,6 +121,7 @@ fn child_entry() {
             std::thread::spawn(move || {
                 localrpc::Server::builder()
                     .layer(SpawnsWhenBuilt)
+                    .handshake_timeout(Duration::from_millis(500))
                     .on_connection_error(|error, _| {
                         let kind = match error {
                             Error::FrameTooLarge { .. } => "too-large".to_owned(),
@@ -412,6 +413,12 @@ fn bad_frames_end_only_their_own_connection_on_a_server_started_from_sync_code()
     garbage.write_all(&8u32.to_le_bytes()).unwrap();
     garbage.write_all(&[0xff; 8]).unwrap();
     let reply = until_closed(garbage);
+    assert!(reply.len() > 4, "a refusal comes back: {reply:?}");
+    assert!(server.expect("CONNECTION-ERROR").starts_with("refused"));
+
+    // No hello at all: refused once the handshake's time is up.
+    let silent = raw();
+    let reply = until_closed(silent);
     assert!(reply.len() > 4, "a refusal comes back: {reply:?}");
     assert!(server.expect("CONNECTION-ERROR").starts_with("refused"));
 

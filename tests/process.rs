@@ -249,6 +249,22 @@ fn twenty_helpers_at_once() {
 }
 
 #[test]
+fn a_helper_first_called_long_after_it_was_spawned_answers() {
+    let _wd = Watchdog::arm("a_helper_first_called_long_after_it_was_spawned_answers");
+    rt().block_on(async {
+        let mut helper = localrpc::process::spawn(worker_cmd("")).await.unwrap();
+        // The parent's hello goes with its first call; a helper serving its parent waits for
+        // it however long it takes (a listener's connections have 10 s).
+        tokio::time::sleep(Duration::from_secs(11)).await;
+        let worker: WorkerClient = helper.client().unwrap();
+        assert_eq!(worker.square(12).await.unwrap(), 144);
+        drop(worker);
+        helper.close();
+        assert!(helper.wait().await.unwrap().success());
+    });
+}
+
+#[test]
 fn a_dying_helper_fails_calls_in_flight_and_reports_its_exit_status() {
     let _wd = Watchdog::arm("a_dying_helper_fails_calls_in_flight_and_reports_its_exit_status");
     rt().block_on(async {

@@ -34,9 +34,6 @@ use crate::transport::{FrameError, ReadState, WriteState};
 use crate::wire::{self, envelope};
 use crate::{Error, ServiceInfo};
 
-/// How long a client has to send its hello (as on the runtime).
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// Serves the connections `listener` accepts, each on a thread of its own, with `runtime`
 /// (run on a thread of its own) for what cannot be served there. Returns only if that
 /// thread cannot be started.
@@ -91,11 +88,15 @@ where
             Err(e) => {
                 tracing::warn!(error = %e, "no thread for a connection; served on the runtime");
                 let (svc, config, stop) = (svc.clone(), config.clone(), stop.clone());
+                let handshake = Some(config.accepted_handshake_timeout());
                 handle.spawn(async move {
                     match stream.into_either().into_async() {
                         Ok(stream) => {
                             let stream = LocalStream::from_either(stream);
-                            connection::serve_connection(stream, svc, info, config, stop).await;
+                            connection::serve_connection(
+                                stream, svc, info, config, handshake, stop,
+                            )
+                            .await;
                         }
                         Err(e) => tracing::warn!(error = %e, "connection dropped"),
                     }
@@ -132,7 +133,7 @@ pub(crate) fn serve_connection<S>(
     let send = |buf: &[IoSlice<'_>]| io.send_now(buf);
 
     // The hello, within the handshake's time in all (not per read).
-    let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
+    let deadline = Instant::now() + config.accepted_handshake_timeout();
     let until_deadline = |buf: &mut [MaybeUninit<u8>]| {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {

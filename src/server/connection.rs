@@ -31,9 +31,6 @@ use crate::stream::{self, CreditSlot, Inbox, Link, SendFlow};
 use crate::transport::{FrameReader, FrameWriter, Parts};
 use crate::wire::{self, Code, envelope};
 
-/// How long a client has to send its hello.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
 pub(crate) type CallFuture = Pin<Box<dyn Future<Output = (u64, Option<Reply>)> + Send>>;
 
 pub(crate) async fn serve_connection<S>(
@@ -41,6 +38,7 @@ pub(crate) async fn serve_connection<S>(
     svc: S,
     info: &'static ServiceInfo,
     config: Arc<Config>,
+    handshake: Option<Duration>,
     stop: watch::Receiver<bool>,
 ) where
     S: tower::Service<ServerRequest, Response = ServerResponse> + Clone + Send + 'static,
@@ -55,7 +53,9 @@ pub(crate) async fn serve_connection<S>(
     let mut writer = FrameWriter::with_max_frame_len(w, config.max_frame_len);
 
     // Handshake.
-    let hello = match tokio::time::timeout(HANDSHAKE_TIMEOUT, reader.next()).await {
+    // Without a limit, a time that never comes.
+    let limit = handshake.unwrap_or(Duration::MAX);
+    let hello = match tokio::time::timeout(limit, reader.next()).await {
         Ok(Some(Ok(frame))) => wire::Hello::decode(frame).ok(),
         Ok(Some(Err(e))) => {
             config.connection_error(&e.into(), peer);

@@ -68,6 +68,9 @@ pub(crate) type ErrorHook = Arc<dyn Fn(&Error, Option<PeerCredentials>) + Send +
 
 #[derive(Clone)]
 pub(crate) struct Config {
+    /// Set by the user; otherwise the default of each way of serving (see
+    /// [`ServerBuilder::handshake_timeout`]).
+    pub(crate) handshake_timeout: Option<Duration>,
     pub(crate) max_concurrent_calls: usize,
     pub(crate) stream_window: u32,
     pub(crate) max_frame_len: usize,
@@ -78,6 +81,7 @@ pub(crate) struct Config {
 impl std::fmt::Debug for Config {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Config")
+            .field("handshake_timeout", &self.handshake_timeout)
             .field("max_concurrent_calls", &self.max_concurrent_calls)
             .field("stream_window", &self.stream_window)
             .field("max_frame_len", &self.max_frame_len)
@@ -87,7 +91,15 @@ impl std::fmt::Debug for Config {
     }
 }
 
+/// How long a client a listener accepted has to send its hello, unless set.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
 impl Config {
+    /// The time limit on the hello of a connection a listener accepted.
+    pub(crate) fn accepted_handshake_timeout(&self) -> Duration {
+        self.handshake_timeout.unwrap_or(HANDSHAKE_TIMEOUT)
+    }
+
     pub(crate) fn connection_error(&self, error: &Error, peer: Option<PeerCredentials>) {
         tracing::debug!(peer_pid = ?peer.and_then(|p| p.pid()), %error, "connection failed");
         if let Some(hook) = &self.on_connection_error {
@@ -99,6 +111,7 @@ impl Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
+            handshake_timeout: None,
             max_concurrent_calls: 1024,
             stream_window: crate::stream::DEFAULT_WINDOW,
             max_frame_len: DEFAULT_MAX_FRAME_LEN,
@@ -155,6 +168,19 @@ impl<L> ServerBuilder<L> {
     /// See [`Server`] for an example.
     pub fn max_frame_len(mut self, max: usize) -> Self {
         self.config.max_frame_len = max;
+        self
+    }
+
+    /// How long a client has to send its hello once connected; a connection without one in
+    /// time is refused and closed. The default is 10 s for the connections a listener
+    /// accepts ([`bind`](Self::bind), [`serve_blocking`](Self::serve_blocking)), which keeps
+    /// idle strangers from holding a connection open, and no limit for the one stream given
+    /// to [`serve_stream`](Self::serve_stream), whose peer is known (a helper's parent says
+    /// hello with its first call, which may come long after it started the helper).
+    ///
+    /// See [`Server`] for an example.
+    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.config.handshake_timeout = Some(timeout);
         self
     }
 
@@ -233,7 +259,9 @@ impl<L> ServerBuilder<L> {
         let svc = self.layer.layer(service);
         // Never told to stop: the connection ends when the peer closes it.
         let (_stop_tx, stop_rx) = watch::channel(false);
-        connection::serve_connection(stream, svc, S::INFO, Arc::new(self.config), stop_rx).await;
+        let handshake = self.config.handshake_timeout;
+        let config = Arc::new(self.config);
+        connection::serve_connection(stream, svc, S::INFO, config, handshake, stop_rx).await;
         Ok(())
     }
 
@@ -382,6 +410,7 @@ impl<L> BoundServer<L> {
                             svc.clone(),
                             info,
                             self.config.clone(),
+                            Some(self.config.accepted_handshake_timeout()),
                             stop_rx.clone(),
                         ));
                     }
