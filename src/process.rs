@@ -63,9 +63,6 @@ use crate::{Client, ClientBuilder, Error, NamedService, ServerRequest, ServerRes
 /// The environment variable that tells a child where its channel to the parent is.
 const PARENT_VAR: &str = "LOCALRPC_PARENT";
 
-/// How long a spawn still waits for a child's connection after seeing the child exit.
-const EXIT_GRACE: Duration = Duration::from_secs(1);
-
 /// What dropping a [`Child`] does to the process. See the [module docs](self#lifecycle).
 ///
 /// ```
@@ -166,24 +163,16 @@ impl SpawnOptions {
         let pending = os::spawn::prepare(&mut cmd, PARENT_VAR, self.kill_with_parent)?;
         let mut child = tokio::process::Command::from(cmd).spawn()?;
         let pid = child.id().expect("a child that was just spawned has a pid");
-        let established = pending.established(pid);
-        tokio::pin!(established);
         let stream = tokio::select! {
             // A child that connected is taken even if it has exited by now: its end of
             // the channel says so to whoever uses it.
             biased;
-            stream = &mut established => stream?,
+            stream = pending.established(pid) => stream?,
             status = child.wait() => {
                 let status = status?;
-                // Its connection may still be on its way through the parent's accept.
-                match tokio::time::timeout(EXIT_GRACE, &mut established).await {
-                    Ok(stream) => stream?,
-                    Err(_) => {
-                        return Err(io::Error::other(format!(
-                            "the child exited before connecting to its parent: {status}"
-                        )));
-                    }
-                }
+                return Err(io::Error::other(format!(
+                    "the child exited before connecting to its parent: {status}"
+                )));
             }
             () = tokio::time::sleep(self.connect_timeout) => {
                 let _ = child.start_kill();

@@ -466,17 +466,15 @@ async fn unary_call(
         id,
         armed: true,
     };
-    let outcome = in_time(
-        deadline::deadline(deadline, async {
-            let rx = conn.start(id, frame).await?;
-            conn.reply(rx).await
-        })
-        .await,
-    );
-    // Answered, or failed on the way: nothing to cancel. Out of time: the guard tells the
-    // server (whose handler may still run, were its clock behind) and forgets the call.
-    guard.armed = matches!(outcome, Err(Error::DeadlineExceeded));
-    outcome
+    let outcome = deadline::deadline(deadline, async {
+        let rx = conn.start(id, frame).await?;
+        conn.reply(rx).await
+    })
+    .await;
+    // Answered, or failed on the way: nothing to cancel. Out of time here: the guard tells
+    // the server (whose handler may still run, were its clock behind) and forgets the call.
+    guard.armed = outcome.is_none();
+    in_time(outcome)
 }
 
 /// The outcome of a call run until its deadline ([`deadline::deadline`]): when it ran out,
@@ -528,10 +526,10 @@ async fn streaming_call(
     let rx = started
         .reply
         .expect("a call without a response stream has a reply");
-    let outcome = in_time(deadline::deadline(deadline, conn.reply(rx)).await);
-    guard.armed = matches!(outcome, Err(Error::DeadlineExceeded));
+    let outcome = deadline::deadline(deadline, conn.reply(rx)).await;
+    guard.armed = outcome.is_none();
     drop(sender);
-    outcome
+    in_time(outcome)
 }
 
 /// Aborts a task when dropped.

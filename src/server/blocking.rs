@@ -132,14 +132,17 @@ pub(crate) fn serve_connection<S>(
     // alone would read that request.
     let send = |buf: &[IoSlice<'_>]| io.send_now(buf);
 
-    // The hello, within the handshake's time in all (not per read).
-    let deadline = Instant::now() + config.accepted_handshake_timeout();
+    // The hello, within the handshake's time in all (not per read); a limit too far off
+    // to reach is none.
+    let deadline = Instant::now().checked_add(config.accepted_handshake_timeout());
     let until_deadline = |buf: &mut [MaybeUninit<u8>]| {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(io::Error::from(io::ErrorKind::TimedOut));
+        if let Some(deadline) = deadline {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(io::Error::from(io::ErrorKind::TimedOut));
+            }
+            io.set_read_timeout(Some(left))?;
         }
-        io.set_read_timeout(Some(left))?;
         io.recv_uninit(buf)
     };
     // SAFETY: `recv_uninit` initializes the bytes it reports read, as `recv(2)` does.
@@ -308,8 +311,9 @@ mod tests {
         out
     }
 
-    #[test]
-    fn answers_queued_on_the_thread_go_out_before_a_bad_frame_ends_the_connection() {
+    /// Serves one connection of a socket pair on a thread, with `config`; returns the
+    /// client's end and the thread.
+    fn serve_pair(config: Config) -> (UnixStream, std::thread::JoinHandle<()>) {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -317,19 +321,22 @@ mod tests {
         let handle = runtime.handle().clone();
         let driver = std::thread::spawn(move || runtime.block_on(std::future::pending::<()>()));
         drop(driver); // runs until the test process ends
-        let (mut client, server) = UnixStream::pair().unwrap();
+        let (client, server) = UnixStream::pair().unwrap();
         let server = BlockingStream::from_os(server);
         let svc = tower::service_fn(|req: ServerRequest| async move {
             Ok::<_, Infallible>(ServerResponse::ok(req.payload().clone()))
         });
-        let config = Arc::new(Config::default());
+        let config = Arc::new(config);
         let serving = std::thread::spawn(move || {
             serve_connection(server, svc, &INFO, config, &handle);
         });
+        (client, serving)
+    }
 
-        // One write: the hello, two calls, and a frame that is no envelope at all.
+    /// The hello, then a call of each id in `ids` with the payload `[id; 3]`.
+    fn hello_and_calls(ids: &[u64]) -> Vec<u8> {
         let mut wire = frame(&wire::encode(&wire::hello(&INFO, None)));
-        for id in [1u64, 2] {
+        for &id in ids {
             let req = wire::Request {
                 call_id: id,
                 method: 0,
@@ -342,6 +349,37 @@ mod tests {
             }
             wire.extend_from_slice(&frame(&bytes));
         }
+        wire
+    }
+
+    #[test]
+    fn a_handshake_limit_too_far_off_to_reach_is_none() {
+        let config = Config {
+            handshake_timeout: Some(Duration::MAX),
+            ..Config::default()
+        };
+        let (mut client, serving) = serve_pair(config);
+        client.write_all(&hello_and_calls(&[5])).unwrap();
+        client.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut back = Vec::new();
+        client.read_to_end(&mut back).unwrap();
+        serving
+            .join()
+            .expect("the connection's thread does not panic");
+        let frames = frames(&back);
+        assert_eq!(
+            frames.len(),
+            2,
+            "the hello's reply and the answer: {frames:?}"
+        );
+        assert_eq!(wire::fast::response(&frames[1]).unwrap().call_id, 5);
+    }
+
+    #[test]
+    fn answers_queued_on_the_thread_go_out_before_a_bad_frame_ends_the_connection() {
+        let (mut client, serving) = serve_pair(Config::default());
+        // One write: the hello, two calls, and a frame that is no envelope at all.
+        let mut wire = hello_and_calls(&[1, 2]);
         wire.extend_from_slice(&frame(&[0xff; 9]));
         client.write_all(&wire).unwrap();
 
