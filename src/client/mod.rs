@@ -1,4 +1,5 @@
 //! The client: many calls in flight on one connection, deadlines, cancellation on drop.
+mod call;
 #[allow(clippy::module_inception)]
 mod client;
 mod connection;

@@ -27,6 +27,7 @@ use tokio::runtime::{Handle, Runtime};
 use super::call::{response_frame, server_request};
 use super::connection::{self, First, Handoff};
 use super::request::{ServerRequest, ServerResponse};
+use super::serve_call;
 use super::{BoxError, Config};
 use crate::ipc::LocalStream;
 use crate::ipc::blocking::{LocalListener, LocalStream as BlockingStream};
@@ -219,7 +220,7 @@ pub(crate) fn serve_connection<S>(
             };
             let id = req.call_id;
             let request = server_request(req, info, peer, peer_addr);
-            let (mut call, abort) = connection::unary_call(id, svc.clone(), request);
+            let (mut call, abort) = serve_call::unary_call(id, svc.clone(), request);
             match call.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
                 Poll::Ready((_, Some(reply))) => {
                     let frame = response_frame(id, reply, &config);

@@ -7,6 +7,7 @@ mod catch;
 pub(crate) use catch::panic_message;
 mod connection;
 mod request;
+mod serve_call;
 mod streams;
 
 use std::sync::Arc;

@@ -1,0 +1,188 @@
+//! One call of a [`Client`](super::Client) on its connection: until its answer or its
+//! deadline, telling the server when the caller stops waiting.
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use super::CallResponse;
+use super::connection::{ClientSink, Connection};
+use crate::{Error, Streaming, deadline, stream};
+
+/// A call with one request and one response.
+pub(super) async fn unary_call(
+    conn: Arc<Connection>,
+    id: u64,
+    frame: crate::transport::Parts,
+    deadline: Option<Instant>,
+) -> Result<CallResponse, Error> {
+    // Armed before the request is written: a caller that goes away (or runs out of time)
+    // while its request is still being written cancels it all the same.
+    let mut guard = CancelOnDrop {
+        conn: &conn,
+        id,
+        armed: true,
+    };
+    let outcome = deadline::deadline(deadline, async {
+        let rx = conn.start(id, frame).await?;
+        conn.reply(rx).await
+    })
+    .await;
+    // Answered, or failed on the way: nothing to cancel. Out of time here: the guard tells
+    // the server (whose handler may still run, were its clock behind) and forgets the call.
+    guard.armed = outcome.is_none();
+    in_time(outcome)
+}
+
+/// The outcome of a call run until its deadline ([`deadline::deadline`]): when it ran out,
+/// `DeadlineExceeded`, and the caller's [`CancelOnDrop`] tells the server.
+fn in_time(outcome: Option<Result<CallResponse, Error>>) -> Result<CallResponse, Error> {
+    outcome.unwrap_or_else(|| {
+        tracing::debug!("deadline exceeded; cancelling on the server");
+        Err(Error::DeadlineExceeded)
+    })
+}
+
+/// A call that takes or returns a stream.
+pub(super) async fn streaming_call(
+    conn: Arc<Connection>,
+    id: u64,
+    frame: crate::transport::Parts,
+    response_window: Option<u32>,
+    upstream: Option<Streaming<Bytes>>,
+    deadline: Option<Instant>,
+) -> Result<CallResponse, Error> {
+    let mut guard = CancelOnDrop {
+        conn: &conn,
+        id,
+        armed: true,
+    };
+    let started = conn
+        .start_streaming(id, frame, response_window, upstream.is_some(), deadline)
+        .await?;
+    // The request stream is sent from a task of its own, stopped when the call is over.
+    let sender = match (upstream, started.credit) {
+        (Some(items), Some(credit)) => {
+            let mut sink = ClientSink(conn.clone());
+            let max_frame_len = conn.max_frame_len();
+            let task = tokio::spawn(async move {
+                stream::send_stream(id, items, &credit, &mut sink, max_frame_len).await;
+            });
+            Some(AbortOnDrop(task.abort_handle()))
+        }
+        _ => None,
+    };
+    if let Some(items) = started.stream {
+        // From here the stream cancels the call if dropped before its end.
+        guard.armed = false;
+        return Ok(CallResponse::Stream(match sender {
+            Some(sender) => items.keep(sender),
+            None => items,
+        }));
+    }
+    let rx = started
+        .reply
+        .expect("a call without a response stream has a reply");
+    let outcome = deadline::deadline(deadline, conn.reply(rx)).await;
+    guard.armed = outcome.is_none();
+    drop(sender);
+    in_time(outcome)
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Sends a cancel for a call whose caller stopped waiting.
+struct CancelOnDrop<'a> {
+    conn: &'a Arc<Connection>,
+    id: u64,
+    armed: bool,
+}
+
+impl Drop for CancelOnDrop<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.conn.cancel(self.id);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures_util::{SinkExt, StreamExt};
+    use prost::Message;
+
+    use std::time::Duration;
+
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::ServiceInfo;
+    use crate::client::{CallRequest, Client};
+    use crate::transport::{FrameReader, FrameWriter};
+    use crate::wire::{self, envelope};
+
+    static INFO: ServiceInfo = ServiceInfo::new("Slow", &["wait"], 7);
+
+    /// The next envelope a fake server reads.
+    async fn next_kind<R: tokio::io::AsyncRead + Unpin>(
+        reader: &mut FrameReader<R>,
+    ) -> envelope::Kind {
+        let frame = reader.next().await.unwrap().unwrap();
+        wire::Envelope::decode(frame).unwrap().kind.unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_call_out_of_time_is_cancelled_on_the_server_and_an_answered_one_is_not() {
+        let (client_end, server_end) = tokio::io::duplex(64 * 1024);
+        let (cr, cw) = tokio::io::split(client_end);
+        let (sr, sw) = tokio::io::split(server_end);
+        let client = Client::builder(&INFO).connect_io(cr, cw).await.unwrap();
+        let mut reader = FrameReader::new(sr);
+        let mut writer = FrameWriter::new(sw);
+        let server = tokio::spawn(async move {
+            let hello = wire::Hello::decode(reader.next().await.unwrap().unwrap()).unwrap();
+            let reply = wire::answer(Some(&hello), &INFO, 16);
+            writer.send(wire::encode(&reply)).await.unwrap();
+            // The first call is answered; the second is not, and must be cancelled.
+            let envelope::Kind::Request(first) = next_kind(&mut reader).await else {
+                panic!("expected a request");
+            };
+            let answer = wire::Response {
+                call_id: first.call_id,
+                result: Some(wire::response::Result::Ok(Bytes::from_static(b"ok"))),
+            };
+            writer
+                .send(wire::encode_envelope(envelope::Kind::Response(answer)))
+                .await
+                .unwrap();
+            let envelope::Kind::Request(second) = next_kind(&mut reader).await else {
+                panic!("expected a request");
+            };
+            match next_kind(&mut reader).await {
+                envelope::Kind::Cancel(cancel) => assert_eq!(cancel.call_id, second.call_id),
+                other => panic!("expected the second call's cancel, got {other:?}"),
+            }
+        });
+        let answered = client
+            .request(CallRequest::new(&INFO, 0, Bytes::new()))
+            .await
+            .unwrap();
+        assert!(matches!(answered, CallResponse::Ok(ref b) if b.as_ref() == b"ok"));
+        let mut req = CallRequest::new(&INFO, 0, Bytes::new());
+        req.set_timeout(Some(Duration::from_millis(50)));
+        let late = client.request(req).await;
+        assert!(matches!(late, Err(Error::DeadlineExceeded)), "{late:?}");
+        // Only the second call is cancelled: the server sees no cancel before it.
+        tokio::time::timeout(Duration::from_secs(10), server)
+            .await
+            .expect("the cancel arrives")
+            .unwrap();
+    }
+}
