@@ -72,6 +72,9 @@ fn main() {
 
 /// Server process: runs the server of `role` until killed.
 fn serve(role: &str, path: &Path) {
+    if let Some(contender) = role.strip_prefix(streaming::CLIENT_ROLE) {
+        return streaming::client_role(contender, path);
+    }
     server::server_runtime().block_on(async {
         match role {
             RAW => raw::serve(path).await,

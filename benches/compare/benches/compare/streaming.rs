@@ -1,5 +1,7 @@
 //! Server streaming: items/s of 32-byte items on one connection, one stream and 64 at once,
 //! localrpc against tonic (tarpc has no streams).
+use std::io::Write;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput};
@@ -16,7 +18,7 @@ const ITEM: u32 = 32;
 const ONE_STREAM: u32 = 100_000;
 const STREAMS: usize = 64;
 const PER_STREAM: u32 = 5_000;
-const ROUNDS: usize = 5;
+const ROUNDS: usize = 9;
 
 /// A contender that can stream.
 pub(crate) trait Streamer: Contender {
@@ -81,22 +83,53 @@ pub(crate) fn bench(c: &mut Criterion) {
     one::<Tonic>(c);
 }
 
-/// Items/s, median of `ROUNDS`: one stream, then 64 streams.
-fn measure<C: Streamer>() -> [f64; 2] {
-    let server = ServerProc::start(C::NAME);
-    let rt = crate::multi_runtime();
-    rt.block_on(async {
+/// A contender's server and client, ready to measure a round.
+struct Measured<C> {
+    _server: ServerProc,
+    client: C,
+    /// Items/s of each round: one stream, then 64 streams.
+    rounds: [Vec<f64>; 2],
+}
+
+impl<C: Streamer> Measured<C> {
+    async fn start(server: ServerProc) -> Self {
         let mut client = C::connect(server.path()).await;
         one_stream(&mut client, 10_000).await; // warm-up
-        let mut single = Vec::new();
-        let mut many = Vec::new();
-        for _ in 0..ROUNDS {
-            let t = one_stream(&mut client, ONE_STREAM).await;
-            single.push(f64::from(ONE_STREAM) / t.as_secs_f64());
-            let t = many_streams(&client, PER_STREAM).await;
-            many.push((STREAMS as f64 * f64::from(PER_STREAM)) / t.as_secs_f64());
+        Measured {
+            _server: server,
+            client,
+            rounds: [Vec::new(), Vec::new()],
         }
-        [median(single), median(many)]
+    }
+
+    async fn round(&mut self) {
+        let t = one_stream(&mut self.client, ONE_STREAM).await;
+        self.rounds[0].push(f64::from(ONE_STREAM) / t.as_secs_f64());
+        let t = many_streams(&self.client, PER_STREAM).await;
+        self.rounds[1].push((STREAMS as f64 * f64::from(PER_STREAM)) / t.as_secs_f64());
+    }
+
+    fn medians(self) -> [f64; 2] {
+        self.rounds.map(median)
+    }
+}
+
+/// Items/s of both contenders, median of `ROUNDS`: one stream, then 64 streams. The two take
+/// turns round by round, so that a shared machine's slow and fast moments fall on both alike.
+fn measure() -> [[f64; 2]; 2] {
+    let (ours, tonic) = (
+        ServerProc::start(Localrpc::NAME),
+        ServerProc::start(Tonic::NAME),
+    );
+    let rt = crate::multi_runtime();
+    rt.block_on(async {
+        let mut ours = Measured::<Localrpc>::start(ours).await;
+        let mut tonic = Measured::<Tonic>::start(tonic).await;
+        for _ in 0..ROUNDS {
+            ours.round().await;
+            tonic.round().await;
+        }
+        [ours.medians(), tonic.medians()]
     })
 }
 
@@ -105,13 +138,42 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// The role prefix of a client process for counting instructions per item under callgrind
+/// (see benches/README.md): `stream-client-localrpc` or `stream-client-tonic`.
+pub(crate) const CLIENT_ROLE: &str = "stream-client-";
+
+/// A client process: receives one stream of `LOCALRPC_COMPARE_ITEMS` items (default 100,000)
+/// from the server at `path`, after a warm-up, pausing for a line on stdin before and after so
+/// that `callgrind_control -d` can frame the measured part.
+pub(crate) fn client_role(contender: &str, path: &Path) {
+    async fn run<C: Streamer>(path: &Path) {
+        let items =
+            std::env::var("LOCALRPC_COMPARE_ITEMS").map_or(ONE_STREAM, |n| n.parse().unwrap());
+        let pause = |what: &str| {
+            println!("{what}");
+            std::io::stdout().flush().unwrap();
+            std::io::stdin().read_line(&mut String::new()).unwrap();
+        };
+        let mut client = C::connect(path).await;
+        one_stream(&mut client, 10_000).await;
+        pause("warm");
+        one_stream(&mut client, items).await;
+        pause("done");
+    }
+    let rt = crate::multi_runtime();
+    match contender {
+        Localrpc::NAME => rt.block_on(run::<Localrpc>(path)),
+        Tonic::NAME => rt.block_on(run::<Tonic>(path)),
+        other => panic!("no streaming client for {other}"),
+    }
+}
+
 /// Prints items/s for both contenders and localrpc's ratio to tonic, if the filter allows.
 pub(crate) fn summary(filter: Option<&str>) {
     if filter.is_some_and(|f| !STREAM.contains(f) && !f.starts_with(STREAM)) {
         return;
     }
-    let ours = measure::<Localrpc>();
-    let tonic = measure::<Tonic>();
+    let [ours, tonic] = measure();
     println!("\nstreaming summary (this run; {ITEM}-byte items, server streaming, items/s)");
     println!("{:<36}{:>16}{:>16}{:>12}", "", "localrpc", "tonic", "ratio");
     let rows = [
