@@ -11,8 +11,9 @@ use serde::de::DeserializeOwned;
 use crate::codec::decoding_from;
 use crate::codec::postcard::{decode, encode as encode_into, encode_payload};
 use crate::server::Reply;
+use crate::stream::Budget;
 use crate::transport::Payload;
-use crate::wire::Code;
+use crate::wire::{Code, ItemFrame};
 
 pub use ::bytes::Bytes;
 pub use ::serde;
@@ -101,6 +102,31 @@ impl<T: Serialize + 'static> crate::stream::EncodeItems<Bytes> for Encoder<T> {
         self.0
             .poll_next_unpin(cx)
             .map(|item| item.map(|item| item.and_then(|item| Ok(encode_into(&item, buf)?))))
+    }
+
+    fn poll_encode_batch(
+        &mut self,
+        cx: &mut Context<'_>,
+        frame: &mut ItemFrame,
+        budget: &mut Budget,
+    ) -> Poll<Option<Result<(), Error>>> {
+        use futures_util::StreamExt;
+        while budget.has_room() {
+            let item = match self.0.poll_next_unpin(cx) {
+                Poll::Ready(Some(Ok(item))) => item,
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e))),
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Pending => return Poll::Pending,
+            };
+            if let Err(e) = encode_into(&item, frame.open_item()) {
+                frame.discard_item();
+                return Poll::Ready(Some(Err(e.into())));
+            }
+            if !budget.admit(frame) {
+                break;
+            }
+        }
+        Poll::Ready(Some(Ok(())))
     }
 }
 

@@ -29,11 +29,13 @@ struct BufFlavor<'a>(&'a mut BytesMut);
 impl postcard::ser_flavors::Flavor for BufFlavor<'_> {
     type Output = ();
 
+    #[inline]
     fn try_push(&mut self, byte: u8) -> postcard::Result<()> {
         self.0.put_u8(byte);
         Ok(())
     }
 
+    #[inline]
     fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
         self.0.extend_from_slice(data);
         Ok(())

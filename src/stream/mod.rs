@@ -121,6 +121,16 @@ pub(crate) trait EncodeItems<T>: Send {
         cx: &mut Context<'_>,
         buf: &mut BytesMut,
     ) -> Poll<Option<Result<(), Error>>>;
+    /// Encodes the items that are ready into `frame`, one after another, closing each that
+    /// `budget` admits: one call for a whole batch, not one per item. `Ok` once the budget
+    /// is spent, or an item it does not admit is left open in the frame; `Pending` once no
+    /// item is ready; the end or an error of the items as they come.
+    fn poll_encode_batch(
+        &mut self,
+        cx: &mut Context<'_>,
+        frame: &mut ItemFrame,
+        budget: &mut Budget,
+    ) -> Poll<Option<Result<(), Error>>>;
 }
 
 impl<T> Streaming<T> {
@@ -250,6 +260,14 @@ impl Streaming<Bytes> {
         }
     }
 
+    /// The source of a stream of typed items, which encodes a batch of them at a time.
+    pub(crate) fn encoder(&mut self) -> Option<&mut dyn EncodeItems<Bytes>> {
+        match &mut self.source {
+            Source::Encoded(items) => Some(&mut **items),
+            _ => None,
+        }
+    }
+
     /// The next item for a sender's `frame`. A typed item is encoded into it in place and
     /// left open (`Ok(None)`); an item that is bytes already comes back as it is
     /// (`Ok(Some(item))`), so that a large one goes out without a copy.
@@ -297,6 +315,7 @@ impl<T> fmt::Debug for Streaming<T> {
 }
 
 /// What an item of `len` encoded bytes costs against a window.
+#[inline]
 pub(crate) fn cost(len: usize) -> usize {
     len + ITEM_OVERHEAD
 }
@@ -306,4 +325,4 @@ mod send;
 
 use receive::Incoming;
 pub(crate) use receive::{Inbox, Link, RecvFlow, credit_frame, incoming};
-pub(crate) use send::{CreditSlot, FrameSink, SendFlow, end_frame, send_stream};
+pub(crate) use send::{Budget, CreditSlot, FrameSink, SendFlow, end_frame, send_stream};

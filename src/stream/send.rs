@@ -260,19 +260,36 @@ impl Batcher {
     }
 
     /// Adds to the frame the items that are ready, small, and fit the batch's `bytes` and the
-    /// credit; an item that does not fit is held for the next frame.
+    /// credit; an item pulled that does not fit is held for the next frame.
     fn gather(
         &mut self,
         cx: &mut Context<'_>,
         items: &mut Streaming<Bytes>,
         flow: &SendFlow,
-        mut bytes: usize,
+        bytes: usize,
     ) {
         let frame = self.frame.as_mut().expect("a frame");
         // The credit is taken once for the batch and what is left given back after.
-        let mut credit = flow.take_all();
+        let mut budget = Budget {
+            bytes,
+            batch_bytes: self.batch_bytes,
+            credit: flow.take_all(),
+        };
         let outcome = catch_unwind(AssertUnwindSafe(|| {
-            while bytes < self.batch_bytes {
+            if let Some(encoder) = items.encoder() {
+                // Typed items: the whole batch in one call.
+                return match encoder.poll_encode_batch(cx, frame, &mut budget) {
+                    Poll::Ready(Some(Ok(()))) => {
+                        if frame.is_open() {
+                            self.held = Some(frame.take_item());
+                        }
+                        Poll::Pending
+                    }
+                    outcome => outcome.map(|item| item.map(|item| item.map(|()| None))),
+                };
+            }
+            // Items that are bytes already, one at a time.
+            while budget.has_room() {
                 match items.poll_encode(cx, frame) {
                     Poll::Ready(Some(Ok(None))) => {}
                     Poll::Ready(Some(Ok(Some(item)))) if item.len() <= BATCH_ITEM => {
@@ -284,17 +301,7 @@ impl Batcher {
                     }
                     outcome => return outcome,
                 }
-                if frame.count() == 1 {
-                    // More than one item after all: room for a whole batch, once.
-                    frame.reserve(self.batch_bytes);
-                }
-                let len = frame.open_len();
-                if len <= BATCH_ITEM && bytes + cost(len) <= self.batch_bytes && cost(len) <= credit
-                {
-                    frame.close_item();
-                    bytes += cost(len);
-                    credit -= cost(len);
-                } else {
+                if !budget.admit(frame) {
                     self.held = Some(frame.take_item());
                     break;
                 }
@@ -302,11 +309,48 @@ impl Batcher {
             Poll::Pending
         }));
         frame.discard_item();
-        flow.give_back(credit);
+        flow.give_back(budget.credit);
         match outcome {
             Ok(Poll::Pending) => {}
             outcome => self.end = Some(ended(self.id, outcome)),
         }
+    }
+}
+
+/// What a batch of items may still take: bytes of the frame, and credit.
+#[derive(Debug)]
+pub(crate) struct Budget {
+    /// What the frame's items cost so far.
+    bytes: usize,
+    batch_bytes: usize,
+    /// Credit taken for the batch and not spent yet.
+    credit: usize,
+}
+
+impl Budget {
+    /// Whether another item may be tried.
+    #[inline]
+    pub(crate) fn has_room(&self) -> bool {
+        self.bytes < self.batch_bytes
+    }
+
+    /// Closes the item open in `frame` and pays for it, if it is small and fits the batch
+    /// and the credit; else leaves it open and returns `false`.
+    #[inline]
+    pub(crate) fn admit(&mut self, frame: &mut ItemFrame) -> bool {
+        let len = frame.open_len();
+        let cost = cost(len);
+        if len > BATCH_ITEM || self.bytes + cost > self.batch_bytes || cost > self.credit {
+            return false;
+        }
+        frame.close_item();
+        if frame.count() == 2 {
+            // More than one item after all: room for a whole batch, once.
+            frame.reserve(self.batch_bytes);
+        }
+        self.bytes += cost;
+        self.credit -= cost;
+        true
     }
 }
 
@@ -389,6 +433,71 @@ mod tests {
         );
         assert_eq!(items_of(last), 1);
         assert_eq!(end.head, end_frame(5, None).head);
+    }
+
+    /// A receiver that takes every frame at once and grants back what its items cost.
+    struct Granting {
+        flow: Arc<SendFlow>,
+        /// Each frame's items, as they came.
+        frames: Vec<Vec<Bytes>>,
+        ended: bool,
+    }
+
+    impl FrameSink for Granting {
+        async fn send(&mut self, parts: Parts) -> bool {
+            let frame: Bytes = [&parts.head[..], &parts.payload.join()[..]].concat().into();
+            let Some((_, batch)) = wire::stream_items(&frame) else {
+                assert_eq!(parts.head, end_frame(9, None).head, "an end without error");
+                self.ended = true;
+                return true;
+            };
+            let mut pos = 0;
+            let items: Vec<Bytes> = std::iter::from_fn(|| batch.next_item(&mut pos))
+                .map(|range| batch.body().slice(range))
+                .collect();
+            let spent: usize = items.iter().map(|item| cost(item.len())).sum();
+            self.flow.grant(u32::try_from(spent).unwrap());
+            self.frames.push(items);
+            true
+        }
+    }
+
+    #[tokio::test]
+    async fn typed_items_are_batched_within_the_credit_and_none_is_lost_or_reordered() {
+        // 31 bytes encoded each; the window takes 5 of them. Item 100 is larger than the
+        // window and than a batched item may be.
+        let window = 5 * cost(31);
+        let items: Vec<Vec<u8>> = (0..200u8)
+            .map(|i| vec![i; if i == 100 { 5000 } else { 30 }])
+            .collect();
+        let flow = SendFlow::new(u32::try_from(window).unwrap());
+        let mut sink = Granting {
+            flow: flow.clone(),
+            frames: Vec::new(),
+            ended: false,
+        };
+        let typed = crate::__private::encode_stream(Streaming::from_iter(items.clone()));
+        send_stream(9, typed, &flow, &mut sink, 1 << 20).await;
+        assert!(sink.ended);
+        for frame in &sink.frames {
+            let spent: usize = frame.iter().map(|item| cost(item.len())).sum();
+            assert!(
+                spent <= window || frame.len() == 1,
+                "a frame of {} items spent {spent} of a window of {window}",
+                frame.len()
+            );
+        }
+        assert!(
+            sink.frames.iter().any(|frame| frame.len() == 5),
+            "small items share frames"
+        );
+        let got: Vec<Vec<u8>> = sink
+            .frames
+            .iter()
+            .flatten()
+            .map(|item| crate::codec::postcard::decode(item).unwrap())
+            .collect();
+        assert_eq!(got, items);
     }
 
     #[tokio::test]

@@ -81,11 +81,13 @@ impl ItemFrame {
     }
 
     /// Items closed in the frame.
+    #[inline]
     pub(crate) fn count(&self) -> usize {
         self.count
     }
 
     /// Opens an item: its encoding is to be appended to the buffer returned.
+    #[inline]
     pub(crate) fn open_item(&mut self) -> &mut BytesMut {
         debug_assert!(self.open.is_none(), "one item at a time");
         self.open = Some(self.buf.len());
@@ -94,12 +96,14 @@ impl ItemFrame {
     }
 
     /// The encoded length of the open item so far.
+    #[inline]
     pub(crate) fn open_len(&self) -> usize {
         self.open
             .map_or(0, |start| self.buf.len() - start - 1 - LEN_ROOM)
     }
 
     /// Keeps the open item, which must be at most [`ItemFrame::MAX_ITEM`] bytes.
+    #[inline]
     pub(crate) fn close_item(&mut self) {
         let start = self.open.take().expect("an open item");
         let len = self.buf.len() - start - 1 - LEN_ROOM;
@@ -124,7 +128,14 @@ impl ItemFrame {
         item
     }
 
+    /// Whether an item is open.
+    #[inline]
+    pub(crate) fn is_open(&self) -> bool {
+        self.open.is_some()
+    }
+
     /// Drops whatever the open item has written (an item that failed to encode).
+    #[inline]
     pub(crate) fn discard_item(&mut self) {
         if let Some(start) = self.open.take() {
             self.buf.truncate(start);
