@@ -142,13 +142,15 @@ fn median(mut v: Vec<f64>) -> f64 {
 /// (see benches/README.md): `stream-client-localrpc` or `stream-client-tonic`.
 pub(crate) const CLIENT_ROLE: &str = "stream-client-";
 
-/// A client process: receives one stream of `LOCALRPC_COMPARE_ITEMS` items (default 100,000)
-/// from the server at `path`, after a warm-up, pausing for a line on stdin before and after so
-/// that `callgrind_control -d` can frame the measured part.
+/// A client process: receives `LOCALRPC_COMPARE_ITEMS` items (default 100,000) from the
+/// server at `path`, on one stream, or spread over 64 at once if `LOCALRPC_COMPARE_STREAMS`
+/// is 64, after a warm-up, pausing for a line on stdin before and after so that
+/// `callgrind_control -d` can frame the measured part.
 pub(crate) fn client_role(contender: &str, path: &Path) {
     async fn run<C: Streamer>(path: &Path) {
         let items =
             std::env::var("LOCALRPC_COMPARE_ITEMS").map_or(ONE_STREAM, |n| n.parse().unwrap());
+        let many = std::env::var("LOCALRPC_COMPARE_STREAMS").is_ok_and(|n| n == "64");
         let pause = |what: &str| {
             println!("{what}");
             std::io::stdout().flush().unwrap();
@@ -157,7 +159,11 @@ pub(crate) fn client_role(contender: &str, path: &Path) {
         let mut client = C::connect(path).await;
         one_stream(&mut client, 10_000).await;
         pause("warm");
-        one_stream(&mut client, items).await;
+        if many {
+            many_streams(&client, items / STREAMS as u32).await;
+        } else {
+            one_stream(&mut client, items).await;
+        }
         pause("done");
     }
     let rt = crate::multi_runtime();
