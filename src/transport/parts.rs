@@ -54,8 +54,8 @@ impl Segment {
     }
 
     /// `len` bytes written by `write` into a segment: in place if they fit. `write` must
-    /// write exactly `len` bytes.
-    pub(crate) fn build(len: usize, write: impl FnOnce(&mut dyn bytes::BufMut)) -> Segment {
+    /// write exactly `len` bytes, into a slice (a concrete `BufMut`, whose writes inline).
+    pub(crate) fn build(len: usize, write: impl FnOnce(&mut &mut [u8])) -> Segment {
         if len <= INLINE {
             let mut bytes = [0; INLINE];
             let mut rest = &mut bytes[..len];
@@ -66,9 +66,10 @@ impl Segment {
                 bytes,
             }
         } else {
-            let mut buf = BytesMut::with_capacity(len);
-            write(&mut buf);
-            assert_eq!(buf.len(), len, "not the bytes announced");
+            let mut buf = BytesMut::zeroed(len);
+            let mut rest = &mut buf[..];
+            write(&mut rest);
+            assert!(rest.is_empty(), "fewer bytes written than announced");
             Segment::Heap(buf.freeze())
         }
     }
@@ -225,7 +226,7 @@ mod tests {
         assert!(matches!(large, Segment::Heap(_)));
         assert_eq!(large.len(), INLINE + 1);
         for len in [0, 5, INLINE, INLINE + 1, 300] {
-            let built = Segment::build(len, |buf| buf.put_bytes(3, len));
+            let built = Segment::build(len, |buf| bytes::BufMut::put_bytes(buf, 3, len));
             assert_eq!(&built[..], &vec![3u8; len][..]);
             assert_eq!(built.to_bytes(), vec![3u8; len]);
         }

@@ -218,16 +218,17 @@ fn envelope_head(
     message_len: usize,
     payload_len: usize,
     payload_tag: u8,
-    fields: impl FnOnce(&mut dyn bytes::BufMut),
+    fields: impl FnOnce(&mut &mut [u8]),
 ) -> Segment {
     let head_len =
         1 + prost::encoding::encoded_len_varint(message_len as u64) + message_len - payload_len;
-    Segment::build(head_len, |mut head| {
+    use bytes::BufMut;
+    Segment::build(head_len, |head| {
         head.put_u8(envelope_tag);
-        prost::encoding::encode_varint(message_len as u64, &mut head);
+        prost::encoding::encode_varint(message_len as u64, head);
         fields(head);
         head.put_u8(payload_tag);
-        prost::encoding::encode_varint(payload_len as u64, &mut head);
+        prost::encoding::encode_varint(payload_len as u64, head);
     })
 }
 
