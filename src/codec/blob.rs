@@ -111,8 +111,10 @@ impl Serialize for Blob {
             return serializer.serialize_bytes(&self.0);
         }
         // Offer the buffer itself to localrpc's encoder, which then sends it as it is.
-        let _restore = Restore(&SPLICE, SPLICE.with(|s| s.replace(&self.0)));
-        serializer.serialize_bytes(&self.0)
+        SPLICE.with(|splice| {
+            let _restore = Restore(splice, splice.replace(&self.0));
+            serializer.serialize_bytes(&self.0)
+        })
     }
 }
 
@@ -121,14 +123,12 @@ impl Serialize for Blob {
 const SPLICE_MIN: usize = 32 * 1024;
 
 /// Puts back a thread-local's outer value, also on a panic.
-struct Restore(
-    &'static std::thread::LocalKey<Cell<*const Bytes>>,
-    *const Bytes,
-);
+struct Restore<'a>(&'a Cell<*const Bytes>, *const Bytes);
 
-impl Drop for Restore {
+impl Drop for Restore<'_> {
+    #[inline]
     fn drop(&mut self) {
-        self.0.with(|s| s.set(self.1));
+        self.0.set(self.1);
     }
 }
 
@@ -155,8 +155,12 @@ thread_local! {
 
 /// Runs `decode` with `source` as the buffer that blobs decoded from it may share.
 pub(crate) fn decoding_from<R>(source: &Bytes, decode: impl FnOnce() -> R) -> R {
-    let _restore = Restore(&SOURCE, SOURCE.with(|s| s.replace(source)));
-    decode()
+    // One look-up of the thread-local for both setting and putting back: this runs for
+    // every stream item received.
+    SOURCE.with(|slot| {
+        let _restore = Restore(slot, slot.replace(source));
+        decode()
+    })
 }
 
 /// A cheap reference count of the part of the message being decoded that `v` lies in.

@@ -171,15 +171,26 @@ pub(crate) fn encode_payload<T: Serialize + ?Sized>(value: &T) -> Result<Payload
 }
 
 /// Decodes exactly one `T` from all of `src`.
+#[inline]
 pub(crate) fn decode<T: DeserializeOwned>(src: &[u8]) -> Result<T, DecodeError> {
-    let (value, rest) =
-        postcard::take_from_bytes(src).map_err(|e| DecodeError::invalid::<T>(src.len(), e))?;
-    if !rest.is_empty() {
-        return Err(DecodeError::TrailingBytes {
-            type_name: std::any::type_name::<T>(),
-            len: src.len(),
-            trailing: rest.len(),
-        });
+    // Kept small, with the errors built out of line: this runs for every stream item.
+    match postcard::take_from_bytes(src) {
+        Ok((value, [])) => Ok(value),
+        Ok((_, rest)) => Err(trailing::<T>(src.len(), rest.len())),
+        Err(e) => Err(invalid::<T>(src.len(), e)),
     }
-    Ok(value)
+}
+
+#[cold]
+fn invalid<T>(len: usize, e: postcard::Error) -> DecodeError {
+    DecodeError::invalid::<T>(len, e)
+}
+
+#[cold]
+fn trailing<T>(len: usize, trailing: usize) -> DecodeError {
+    DecodeError::TrailingBytes {
+        type_name: std::any::type_name::<T>(),
+        len,
+        trailing,
+    }
 }

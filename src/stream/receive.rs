@@ -1,5 +1,6 @@
 //! The receiving side of a stream: the connection puts items in an [`Inbox`]; the consumer
 //! takes them from the [`Streaming`] it is paired with, which grants credit back.
+use std::ops::Range;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -144,17 +145,30 @@ impl Incoming {
     }
 
     /// The next item, decoded with `decode`.
+    #[inline]
     pub(crate) fn poll_item<T>(
         &mut self,
         cx: &mut Context<'_>,
         decode: Decode<T>,
     ) -> Poll<Option<Result<T, Error>>> {
+        // Most items need nothing but counting: that is done here, with no call but the
+        // last, so that this needs no stack frame of its own.
+        match self.take_counted_item() {
+            Some(range) => Poll::Ready(Some(decode(self.batch.body(), range))),
+            None => self.poll_other_item(cx, decode),
+        }
+    }
+
+    /// [`poll_item`](Self::poll_item) for an item that needs more than counting, or when
+    /// the batch at hand is used up.
+    #[inline(never)]
+    fn poll_other_item<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        decode: Decode<T>,
+    ) -> Poll<Option<Result<T, Error>>> {
         loop {
-            if let Some(range) = self.batch.next_item(&mut self.pos) {
-                self.take(range.len());
-                if self.pos >= self.batch.body().len() {
-                    self.tell();
-                }
+            if let Some(range) = self.take_item() {
                 return Poll::Ready(Some(decode(self.batch.body(), range)));
             }
             match self.poll_event(cx) {
@@ -167,6 +181,32 @@ impl Incoming {
                 Poll::Pending => return Poll::Pending,
             }
         }
+    }
+
+    /// Takes the next item if counting it is all there is to do: a small item, not the
+    /// last of its batch (which tells what was taken), short of the next grant. The same
+    /// as [`take_item`](Self::take_item) for such an item.
+    #[inline]
+    fn take_counted_item(&mut self) -> Option<Range<usize>> {
+        let range = self.batch.small_item_at(self.pos)?;
+        let cost = super::cost(range.end - range.start);
+        if range.end >= self.batch.body().len() || self.unreported + cost >= self.grant_at() {
+            return None;
+        }
+        self.pos = range.end;
+        self.untold += cost;
+        self.unreported += cost;
+        Some(range)
+    }
+
+    /// Takes the next item of the batch at hand, if any: where it lies in the batch's body.
+    fn take_item(&mut self) -> Option<Range<usize>> {
+        let range = self.batch.next_item(&mut self.pos)?;
+        self.take(range.end - range.start);
+        if self.pos >= self.batch.body().len() {
+            self.tell();
+        }
+        Some(range)
     }
 
     /// The next batch, or how the stream ended.
@@ -215,9 +255,14 @@ impl Incoming {
         let cost = super::cost(len);
         self.untold += cost;
         self.unreported += cost;
-        if self.unreported >= (self.flow.window / 2) as usize {
+        if self.unreported >= self.grant_at() {
             self.grant();
         }
+    }
+
+    /// How many bytes taken call for a grant: half the window.
+    fn grant_at(&self) -> usize {
+        (self.flow.window / 2) as usize
     }
 
     /// Counts the bytes taken off what is buffered.
@@ -295,6 +340,21 @@ mod tests {
             link.grants.lock().unwrap().is_empty(),
             "96 < half the window"
         );
+    }
+
+    #[tokio::test]
+    async fn items_of_every_size_in_a_batch_are_accounted_alike() {
+        let link = Arc::new(Recorder::default());
+        let (inbox, mut stream) = incoming(7, 128, link.clone(), None);
+        // 24, 146 (a length of two bytes), 24 and 24: the second reaches half the window.
+        let items = [&[1; 8][..], &[2; 130], &[3; 8], &[4; 8]].map(Bytes::copy_from_slice);
+        inbox.items(ItemBatch::of(&items));
+        assert_eq!(stream.buffered_bytes(), 218);
+        for (item, left) in items.iter().zip([194, 48, 24, 0]) {
+            assert_eq!(&stream.next().await.unwrap().unwrap(), item);
+            assert_eq!(stream.buffered_bytes(), left);
+        }
+        assert_eq!(*link.grants.lock().unwrap(), [170]);
     }
 
     #[tokio::test]

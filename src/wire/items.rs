@@ -205,7 +205,27 @@ impl ItemBatch {
     }
 
     /// The item at or after `pos` in [`body`](Self::body), moving `pos` past it.
+    #[inline]
     pub(crate) fn next_item(&self, pos: &mut usize) -> Option<Range<usize>> {
+        if let Some(item) = self.small_item_at(*pos) {
+            *pos = item.end;
+            return Some(item);
+        }
+        self.next_item_slow(pos)
+    }
+
+    /// The item at `pos` in [`body`](Self::body), if it is a small one as most are: a tag
+    /// and one length byte before it.
+    #[inline]
+    pub(crate) fn small_item_at(&self, pos: usize) -> Option<Range<usize>> {
+        let (len, _) = small_item(self.body.get(pos..)?)?;
+        Some(pos + 2..pos + 2 + len)
+    }
+
+    /// [`next_item`](Self::next_item) for any other field at `pos`: a larger item, the
+    /// call id, or a field this version does not know.
+    #[inline(never)]
+    fn next_item_slow(&self, pos: &mut usize) -> Option<Range<usize>> {
         let mut rest = self.body.get(*pos..)?;
         let total = self.body.len();
         while !rest.is_empty() {
@@ -239,6 +259,12 @@ pub(crate) fn stream_items(frame: &Bytes) -> Option<(u64, ItemBatch)> {
     };
     let mut call_id = 0;
     while !rest.is_empty() {
+        if let Some((len, after)) = small_item(rest) {
+            rest = after;
+            batch.count += 1;
+            batch.len += len;
+            continue;
+        }
         match next_field(&mut rest)? {
             Field::CallId(id) => call_id = id,
             Field::Item(len) => {
@@ -259,17 +285,22 @@ enum Field {
     Other,
 }
 
-/// Reads one field of a `StreamItem` message and moves past it.
+/// If `rest` starts with a small item, as most are from this crate's sender (a tag, one
+/// length byte, then the item), the item's length and what follows the item.
 #[inline]
-fn next_field(rest: &mut &[u8]) -> Option<Field> {
-    // Most fields are small items from this crate's sender: a tag and one length byte.
-    if let &[STREAM_ITEM_PAYLOAD, len, ref after @ ..] = *rest
-        && len < 0x80
-        && let Some(beyond) = after.get(usize::from(len)..)
-    {
-        *rest = beyond;
-        return Some(Field::Item(usize::from(len)));
+fn small_item(rest: &[u8]) -> Option<(usize, &[u8])> {
+    match *rest {
+        [STREAM_ITEM_PAYLOAD, len, ref after @ ..] if len < 0x80 => {
+            let len = usize::from(len);
+            Some((len, after.get(len..)?))
+        }
+        _ => None,
     }
+}
+
+/// Reads one field of a `StreamItem` message and moves past it: the general case, for what
+/// [`small_item`] does not take.
+fn next_field(rest: &mut &[u8]) -> Option<Field> {
     let key = varint(rest)?;
     let field = key >> 3;
     let skip = match key & 7 {
