@@ -346,12 +346,18 @@ impl Budget {
         frame.close_item();
         if frame.count() == 2 {
             // More than one item after all: room for a whole batch, once.
-            frame.reserve(self.batch_bytes);
+            reserve_batch(frame, self.batch_bytes);
         }
         self.bytes += cost;
         self.credit -= cost;
         true
     }
+}
+
+/// Makes room for a batch in `frame`: once a frame, so out of line.
+#[cold]
+fn reserve_batch(frame: &mut ItemFrame, bytes: usize) {
+    frame.reserve(bytes);
 }
 
 /// How a stream ends after `outcome` of polling it: `None` for its end, else an abort.

@@ -107,17 +107,22 @@ impl ItemFrame {
     pub(crate) fn close_item(&mut self) {
         let start = self.open.take().expect("an open item");
         let len = self.buf.len() - start - 1 - LEN_ROOM;
-        assert!(len <= Self::MAX_ITEM, "an item too large for a batch");
-        if len < 0x80 {
-            self.buf[start + 1] = len as u8;
-        } else {
-            // Two length bytes: the item moves up by one.
-            self.buf.put_u8(0);
-            self.buf.copy_within(start + 2..start + 2 + len, start + 3);
-            self.buf[start + 1] = (len as u8 & 0x7f) | 0x80;
-            self.buf[start + 2] = (len >> 7) as u8;
+        match self.buf.get_mut(start + 1) {
+            Some(room) if len < 0x80 => *room = len as u8,
+            _ => self.close_longer_item(start, len),
         }
         self.count += 1;
+    }
+
+    /// [`close_item`](Self::close_item) for an item of two length bytes, which moves up by
+    /// one to make room for the second; out of line, as most items are small.
+    #[cold]
+    fn close_longer_item(&mut self, start: usize, len: usize) {
+        assert!(len <= Self::MAX_ITEM, "an item too large for a batch");
+        self.buf.put_u8(0);
+        self.buf.copy_within(start + 2..start + 2 + len, start + 3);
+        self.buf[start + 1] = (len as u8 & 0x7f) | 0x80;
+        self.buf[start + 2] = (len >> 7) as u8;
     }
 
     /// Takes the open item out of the frame, as its own buffer (no copy).
