@@ -235,20 +235,6 @@ fn reply_fallible<T: DeserializeOwned, E: DeserializeOwned>(
     }
 }
 
-async fn call_raw<S, A>(
-    svc: &S,
-    opts: &CallOptions,
-    info: &'static ServiceInfo,
-    method: u32,
-    args: &A,
-) -> Result<CallResponse, Error>
-where
-    S: Service<CallRequest, Response = CallResponse, Error = Error> + Clone + 'static,
-    A: Serialize,
-{
-    send(svc, request(opts, info, method, args)?).await
-}
-
 /// Calls a method whose return type is not a `Result`.
 pub async fn call<S, A, T>(
     svc: &S,
@@ -262,7 +248,7 @@ where
     A: Serialize,
     T: DeserializeOwned,
 {
-    reply(call_raw(svc, opts, info, method, args).await?)
+    reply(send(svc, request(opts, info, method, args)?).await?)
 }
 
 /// Calls a method declared `-> Result<T, E>`.
@@ -279,7 +265,7 @@ where
     T: DeserializeOwned,
     E: DeserializeOwned,
 {
-    reply_fallible(call_raw(svc, opts, info, method, args).await?)
+    reply_fallible(send(svc, request(opts, info, method, args)?).await?)
 }
 
 fn blocking_call_raw<S, A>(
