@@ -358,6 +358,20 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_small_item_that_reaches_half_the_window_grants_at_once() {
+        let link = Arc::new(Recorder::default());
+        let (inbox, mut stream) = incoming(7, 96, link.clone(), None);
+        // 24, 24 (half the window: a grant, mid-batch), 146 (another) and 24 (the end).
+        let items = [&[1; 8][..], &[2; 8], &[3; 130], &[4; 8]].map(Bytes::copy_from_slice);
+        inbox.items(ItemBatch::of(&items));
+        for (item, left) in items.iter().zip([194, 170, 24, 0]) {
+            assert_eq!(&stream.next().await.unwrap().unwrap(), item);
+            assert_eq!(stream.buffered_bytes(), left);
+        }
+        assert_eq!(*link.grants.lock().unwrap(), [48, 146]);
+    }
+
+    #[tokio::test]
     async fn credit_returns_as_items_are_taken_and_buffered_bytes_are_counted() {
         let link = Arc::new(Recorder::default());
         let (inbox, mut stream) = incoming(7, 64, link.clone(), None);

@@ -1,10 +1,12 @@
 //! The sending side of a stream: credit ([`SendFlow`]) and the loop that sends items within
 //! it, batching the small ones that are ready.
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
+use futures_core::Stream;
 
 use super::{Streaming, cost};
 use crate::Error;
@@ -290,16 +292,15 @@ impl Batcher {
             }
             // Items that are bytes already, one at a time.
             while budget.has_room() {
-                match items.poll_encode(cx, frame) {
-                    Poll::Ready(Some(Ok(None))) => {}
-                    Poll::Ready(Some(Ok(Some(item)))) if item.len() <= BATCH_ITEM => {
+                match Pin::new(&mut *items).poll_next(cx) {
+                    Poll::Ready(Some(Ok(item))) if item.len() <= BATCH_ITEM => {
                         frame.open_item().extend_from_slice(&item);
                     }
-                    Poll::Ready(Some(Ok(Some(item)))) => {
+                    Poll::Ready(Some(Ok(item))) => {
                         self.held = Some(item);
                         break;
                     }
-                    outcome => return outcome,
+                    outcome => return outcome.map(|item| item.map(|item| item.map(Some))),
                 }
                 if !budget.admit(frame) {
                     self.held = Some(frame.take_item());
@@ -322,6 +323,7 @@ impl Batcher {
 pub(crate) struct Budget {
     /// What the frame's items cost so far.
     bytes: usize,
+    /// What a frame's items may cost at most.
     batch_bytes: usize,
     /// Credit taken for the batch and not spent yet.
     credit: usize,
@@ -504,6 +506,56 @@ mod tests {
             .map(|item| crate::codec::postcard::decode(item).unwrap())
             .collect();
         assert_eq!(got, items);
+    }
+
+    /// Items `0..n` of 30 bytes each; once, at item `pause`, not ready yet (it wakes itself).
+    struct Pausing {
+        next: u8,
+        n: u8,
+        pause: u8,
+        paused: bool,
+    }
+
+    impl Stream for Pausing {
+        type Item = Vec<u8>;
+
+        fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Vec<u8>>> {
+            if self.next == self.pause && !self.paused {
+                self.paused = true;
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            if self.next == self.n {
+                return Poll::Ready(None);
+            }
+            self.next += 1;
+            Poll::Ready(Some(vec![self.next - 1; 30]))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_typed_stream_not_ready_ends_its_batch_and_unspent_credit_comes_back() {
+        let window = 1 << 20;
+        let flow = SendFlow::new(window);
+        let mut sink = Granting {
+            flow: flow.clone(),
+            frames: Vec::new(),
+            ended: false,
+        };
+        let items = Pausing {
+            next: 0,
+            n: 20,
+            pause: 7,
+            paused: false,
+        };
+        let typed = crate::__private::encode_stream(Streaming::new(items));
+        send_stream(9, typed, &flow, &mut sink, 1 << 20).await;
+        assert!(sink.ended);
+        let sizes: Vec<usize> = sink.frames.iter().map(Vec::len).collect();
+        assert_eq!(sizes, [7, 13], "a batch ends where the stream is not ready");
+        // Every frame's cost was granted back; what the batches took and did not spend must
+        // have come back too.
+        assert_eq!(flow.take_all(), window as usize);
     }
 
     #[tokio::test]

@@ -34,9 +34,9 @@ pub(crate) fn stream_item_parts(call_id: u64, payload: Bytes) -> Parts {
         id_field + payload_field,
         payload.len(),
         STREAM_ITEM_PAYLOAD,
-        |mut buf| {
+        |buf| {
             if call_id != 0 {
-                prost::encoding::uint64::encode(1, &call_id, &mut buf);
+                prost::encoding::uint64::encode(1, &call_id, buf);
             }
         },
     );

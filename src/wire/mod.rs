@@ -3,7 +3,7 @@ pub(crate) mod fast;
 mod items;
 mod messages;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use prost::Message;
 
 pub(crate) use messages::{
@@ -184,7 +184,7 @@ pub(crate) fn request_parts(mut request: Request, payload: Payload) -> Parts {
         request_len,
         payload.len(),
         REQUEST_PAYLOAD,
-        |mut buf| request.encode_raw(&mut buf),
+        |buf| request.encode_raw(buf),
     );
     Parts { head, payload }
 }
@@ -203,13 +203,9 @@ pub(crate) fn response_parts(call_id: u64, app_error: bool, payload: Payload) ->
     let payload_field =
         1 + prost::encoding::encoded_len_varint(payload.len() as u64) + payload.len();
     let response_len = response.encoded_len() + payload_field;
-    let head = envelope_head(
-        ENVELOPE_RESPONSE,
-        response_len,
-        payload.len(),
-        tag,
-        |mut buf| response.encode_raw(&mut buf),
-    );
+    let head = envelope_head(ENVELOPE_RESPONSE, response_len, payload.len(), tag, |buf| {
+        response.encode_raw(buf)
+    });
     Parts { head, payload }
 }
 
@@ -222,7 +218,6 @@ fn envelope_head(
 ) -> Segment {
     let head_len =
         1 + prost::encoding::encoded_len_varint(message_len as u64) + message_len - payload_len;
-    use bytes::BufMut;
     Segment::build(head_len, |head| {
         head.put_u8(envelope_tag);
         prost::encoding::encode_varint(message_len as u64, head);
