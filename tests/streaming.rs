@@ -230,6 +230,45 @@ fn a_thousand_items_arrive_in_order_in_each_direction() {
 }
 
 #[test]
+fn a_stream_read_on_a_thread_outside_the_runtime_keeps_its_credit_coming() {
+    let _wd =
+        Watchdog::arm("a_stream_read_on_a_thread_outside_the_runtime_keeps_its_credit_coming");
+    let (_server, name) = start(4096);
+    let rt = rt();
+    let (client, stream) = rt.block_on(async {
+        let client = connect(&name, 1024).await;
+        let stream = client.count(1000).await.unwrap();
+        (client, stream)
+    });
+    // A thread of its own, with no runtime: the grants it owes still have to go out.
+    let items: Vec<u32> =
+        std::thread::spawn(move || futures_executor_block_on(stream.map(|i| i.unwrap()).collect()))
+            .join()
+            .unwrap();
+    assert_eq!(items, (0..1000).collect::<Vec<_>>());
+    drop(client);
+}
+
+/// Runs a future to its end on this thread, outside any runtime.
+fn futures_executor_block_on<F: std::future::Future>(fut: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = std::task::Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let mut fut = std::pin::pin!(fut);
+    loop {
+        if let Poll::Ready(out) = fut.as_mut().poll(&mut cx) {
+            return out;
+        }
+        std::thread::park();
+    }
+}
+
+#[test]
 fn dropping_a_response_stream_stops_the_server_side() {
     let _wd = Watchdog::arm("dropping_a_response_stream_stops_the_server_side");
     let (_server, name) = start(4096);

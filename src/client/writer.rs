@@ -14,6 +14,10 @@ type BoxWrite = Pin<Box<dyn AsyncWrite + Send>>;
 pub(crate) struct SharedWriter {
     queue: Mutex<Vec<Parts>>,
     io: tokio::sync::Mutex<Io>,
+    /// Where [`pump_later`] spawns: the runtime the connection was made on, so that a frame
+    /// queued on a thread outside it (a stream read there owing credit, a call dropped
+    /// there) still goes out.
+    runtime: tokio::runtime::Handle,
 }
 
 /// The write side proper, held by whoever pumps.
@@ -31,8 +35,10 @@ impl std::fmt::Debug for SharedWriter {
 }
 
 impl SharedWriter {
+    /// A writer over `io`; must be called inside a Tokio runtime, which it keeps.
     pub(crate) fn new(io: impl AsyncWrite + Send + 'static, max_frame_len: usize) -> Self {
         SharedWriter {
+            runtime: tokio::runtime::Handle::current(),
             queue: Mutex::new(Vec::new()),
             io: tokio::sync::Mutex::new(Io {
                 writer: FrameWriter::with_max_frame_len(Box::pin(io), max_frame_len),
@@ -83,13 +89,12 @@ pub(crate) fn pump_later(
     writer: Arc<SharedWriter>,
     on_error: impl FnOnce(FrameError) + Send + 'static,
 ) {
-    if let Ok(rt) = tokio::runtime::Handle::try_current() {
-        rt.spawn(async move {
-            if let Err(e) = writer.pump().await {
-                on_error(e);
-            }
-        });
-    }
+    let runtime = writer.runtime.clone();
+    runtime.spawn(async move {
+        if let Err(e) = writer.pump().await {
+            on_error(e);
+        }
+    });
 }
 
 /// Finishes a pump from another task if the caller's future is dropped mid-write.
