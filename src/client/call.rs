@@ -18,11 +18,7 @@ pub(super) async fn unary_call(
 ) -> Result<CallResponse, Error> {
     // Armed before the request is written: a caller that goes away (or runs out of time)
     // while its request is still being written cancels it all the same.
-    let mut guard = CancelOnDrop {
-        conn: &conn,
-        id,
-        armed: true,
-    };
+    let mut guard = CancelOnDrop::armed(&conn, id);
     let outcome = deadline::deadline(deadline, async {
         let rx = conn.start(id, frame).await?;
         conn.reply(rx).await
@@ -52,11 +48,7 @@ pub(super) async fn streaming_call(
     upstream: Option<Streaming<Bytes>>,
     deadline: Option<Instant>,
 ) -> Result<CallResponse, Error> {
-    let mut guard = CancelOnDrop {
-        conn: &conn,
-        id,
-        armed: true,
-    };
+    let mut guard = CancelOnDrop::armed(&conn, id);
     let started = conn
         .start_streaming(id, frame, response_window, upstream.is_some(), deadline)
         .await?;
@@ -103,6 +95,17 @@ struct CancelOnDrop<'a> {
     conn: &'a Arc<Connection>,
     id: u64,
     armed: bool,
+}
+
+impl<'a> CancelOnDrop<'a> {
+    /// A guard that cancels call `id` unless disarmed first.
+    fn armed(conn: &'a Arc<Connection>, id: u64) -> Self {
+        CancelOnDrop {
+            conn,
+            id,
+            armed: true,
+        }
+    }
 }
 
 impl Drop for CancelOnDrop<'_> {

@@ -320,9 +320,11 @@ pub(crate) fn cost(len: usize) -> usize {
     len + ITEM_OVERHEAD
 }
 
+mod credit;
 mod receive;
 mod send;
 
+pub(crate) use credit::{CreditSlot, SendFlow};
 use receive::Incoming;
 pub(crate) use receive::{Inbox, Link, RecvFlow, credit_frame, incoming};
-pub(crate) use send::{Budget, CreditSlot, FrameSink, SendFlow, end_frame, send_stream};
+pub(crate) use send::{Budget, FrameSink, end_frame, send_stream};

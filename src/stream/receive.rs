@@ -151,8 +151,8 @@ impl Incoming {
         cx: &mut Context<'_>,
         decode: Decode<T>,
     ) -> Poll<Option<Result<T, Error>>> {
-        // Most items need nothing but counting: that is done here, with no call but the
-        // last, so that this needs no stack frame of its own.
+        // Most items need nothing but counting: that is done here, inline, and the rare work
+        // (a grant, the end of a batch, the next batch) is left to a function of its own.
         match self.take_counted_item() {
             Some(range) => Poll::Ready(Some(decode(self.batch.body(), range))),
             None => self.poll_other_item(cx, decode),

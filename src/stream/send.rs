@@ -1,128 +1,16 @@
-//! The sending side of a stream: credit ([`SendFlow`]) and the loop that sends items within
-//! it, batching the small ones that are ready.
+//! The loop that sends a stream's items within its credit ([`SendFlow`]), batching the small
+//! ones that are ready into frames.
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use futures_core::Stream;
 
-use super::{Streaming, cost};
+use super::{SendFlow, Streaming, cost};
 use crate::Error;
 use crate::transport::Parts;
 use crate::wire::{self, ItemFrame, envelope};
-
-/// The send side's credit.
-#[derive(Debug, Default)]
-pub(crate) struct SendFlow {
-    state: Mutex<SendState>,
-}
-
-#[derive(Debug, Default)]
-struct SendState {
-    available: i64,
-    window: i64,
-    stopped: bool,
-    waker: Option<Waker>,
-}
-
-impl SendFlow {
-    /// A flow with `initial` credit (0: wait for the receiver's first grant).
-    pub(crate) fn new(initial: u32) -> Arc<SendFlow> {
-        let flow = SendFlow::default();
-        if initial > 0 {
-            flow.grant(initial);
-        }
-        Arc::new(flow)
-    }
-
-    pub(crate) fn grant(&self, bytes: u32) {
-        let mut state = self.state.lock().unwrap();
-        if state.window == 0 {
-            state.window = i64::from(bytes);
-        }
-        // A receiver never has reason to grant beyond its window: a peer that does is not
-        // allowed to make this side queue more.
-        state.available = (state.available + i64::from(bytes)).min(state.window);
-        if let Some(waker) = state.waker.take() {
-            waker.wake();
-        }
-    }
-
-    /// The receiver wants no more items (or the call is over).
-    pub(crate) fn stop(&self) {
-        let mut state = self.state.lock().unwrap();
-        state.stopped = true;
-        if let Some(waker) = state.waker.take() {
-            waker.wake();
-        }
-    }
-
-    /// Takes all the credit there is now, for a batch to spend item by item; 0 once stopped.
-    fn take_all(&self) -> usize {
-        let mut state = self.state.lock().unwrap();
-        if state.stopped {
-            return 0;
-        }
-        let available = state.available.max(0);
-        state.available -= available;
-        usize::try_from(available).unwrap_or(0)
-    }
-
-    /// Gives back credit taken and not spent.
-    fn give_back(&self, bytes: usize) {
-        if bytes > 0 {
-            let mut state = self.state.lock().unwrap();
-            let bytes = i64::try_from(bytes).unwrap_or(i64::MAX);
-            state.available = (state.available + bytes).min(state.window);
-        }
-    }
-
-    /// Waits until an item of `cost` may go and takes its credit; `false` once stopped.
-    pub(crate) async fn reserve(&self, cost: usize) -> bool {
-        let cost = i64::try_from(cost).unwrap_or(i64::MAX);
-        std::future::poll_fn(|cx| {
-            let mut state = self.state.lock().unwrap();
-            if state.stopped {
-                return Poll::Ready(false);
-            }
-            let whole_window = state.window > 0 && state.available >= state.window;
-            if cost <= state.available || whole_window {
-                state.available -= cost;
-                return Poll::Ready(true);
-            }
-            state.waker = Some(cx.waker().clone());
-            Poll::Pending
-        })
-        .await
-    }
-}
-
-/// A sender's credit as a table of calls holds it, to route grants to: the call is over
-/// when the entry goes, and dropping it stops the sender.
-#[derive(Debug)]
-pub(crate) struct CreditSlot(Arc<SendFlow>);
-
-impl CreditSlot {
-    pub(crate) fn new(flow: &Arc<SendFlow>) -> CreditSlot {
-        CreditSlot(flow.clone())
-    }
-}
-
-impl std::ops::Deref for CreditSlot {
-    type Target = SendFlow;
-
-    fn deref(&self) -> &SendFlow {
-        &self.0
-    }
-}
-
-impl Drop for CreditSlot {
-    fn drop(&mut self) {
-        self.0.stop();
-    }
-}
 
 /// Where a sender's frames go.
 pub(crate) trait FrameSink: Send {
@@ -396,13 +284,7 @@ pub(crate) fn end_frame(id: u64, error: Option<wire::Status>) -> Parts {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::pin::Pin;
-    use std::task::Context;
-
-    fn poll_once<F: Future>(fut: Pin<&mut F>) -> Poll<F::Output> {
-        let mut cx = Context::from_waker(Waker::noop());
-        fut.poll(&mut cx)
-    }
+    use std::sync::Arc;
 
     /// Keeps the frames sent.
     #[derive(Default)]
@@ -556,26 +438,5 @@ mod tests {
         // Every frame's cost was granted back; what the batches took and did not spend must
         // have come back too.
         assert_eq!(flow.take_all(), window as usize);
-    }
-
-    #[tokio::test]
-    async fn the_sender_waits_for_credit_and_a_large_item_goes_alone() {
-        let flow = SendFlow::new(100);
-        assert!(flow.reserve(60).await);
-        // 40 left: a 60 must wait.
-        let waiting = flow.reserve(60);
-        tokio::pin!(waiting);
-        assert!(poll_once(waiting.as_mut()).is_pending());
-        flow.grant(60);
-        assert!(waiting.await);
-        // Only with the whole window back may an item larger than it go.
-        flow.grant(40);
-        let big = flow.reserve(500);
-        tokio::pin!(big);
-        assert!(poll_once(big.as_mut()).is_pending());
-        flow.grant(20);
-        assert!(big.await);
-        flow.stop();
-        assert!(!flow.reserve(1).await);
     }
 }
