@@ -77,8 +77,13 @@ impl SendFlow {
             if state.stopped {
                 return Poll::Ready(false);
             }
+            // As TCP avoids silly windows: no frame starts on the last crumbs of credit
+            // (it would carry an item or two) while most of the window is on its way back.
+            // A receiver that has taken all it received gives back all it took, so the wait
+            // always ends.
+            let enough = cost.max(state.window / 4);
             let whole_window = state.window > 0 && state.available >= state.window;
-            if cost <= state.available || whole_window {
+            if enough <= state.available || whole_window {
                 state.available -= cost;
                 return Poll::Ready(true);
             }
@@ -123,6 +128,31 @@ mod tests {
     fn poll_once<F: Future>(fut: Pin<&mut F>) -> Poll<F::Output> {
         let mut cx = Context::from_waker(Waker::noop());
         fut.poll(&mut cx)
+    }
+
+    #[tokio::test]
+    async fn a_sender_low_on_credit_waits_for_a_quarter_of_the_window() {
+        let flow = SendFlow::new(1000);
+        assert!(flow.reserve(790).await);
+        // 210 left, less than a quarter of the window: even a 10 waits.
+        let waiting = flow.reserve(10);
+        tokio::pin!(waiting);
+        assert!(poll_once(waiting.as_mut()).is_pending());
+        flow.grant(30);
+        assert!(
+            poll_once(waiting.as_mut()).is_pending(),
+            "240 is still short"
+        );
+        flow.grant(10);
+        assert_eq!(poll_once(waiting.as_mut()), Poll::Ready(true));
+        // Spending within the batch is item by item: what was taken is gone, the rest stays.
+        assert_eq!(flow.take_all(), 240);
+        flow.give_back(240);
+        // An item costing more than a quarter needs its own cost, no more.
+        flow.grant(40);
+        let big = flow.reserve(280);
+        tokio::pin!(big);
+        assert_eq!(poll_once(big.as_mut()), Poll::Ready(true));
     }
 
     #[tokio::test]

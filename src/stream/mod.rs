@@ -9,6 +9,12 @@
 //! [`ITEM_OVERHEAD`]), and grants more as its consumer takes items. A consumer that stalls
 //! stalls only its own stream: other calls and streams on the connection go on, and what the
 //! stalled stream buffers stays within its window.
+//!
+//! The receiver grants credit back once its consumer has taken half the window, and whenever
+//! it has taken everything received. Small items that are ready together travel in one
+//! frame; a sender low on credit waits until it has a quarter of the window (or the cost of
+//! its next item, if larger) before it starts a frame, rather than send frames of an item
+//! or two while most of the window is on its way back.
 use std::fmt;
 use std::ops::Range;
 use std::pin::Pin;

@@ -82,7 +82,13 @@ impl ReadState {
             }
             let missing = need - self.buf.len();
             if self.buf.capacity() - self.buf.len() < missing.min(READ_CHUNK) {
-                self.buf.reserve(missing.max(READ_CHUNK));
+                // Room for more than the frame: a read that comes back short shows the
+                // socket drained, which spares the read that would only say "would block".
+                self.buf.reserve(if missing < READ_CHUNK {
+                    READ_CHUNK
+                } else {
+                    missing + READ_CHUNK
+                });
             }
             let n = match ready!(poll_read_buf(io.as_mut(), cx, &mut self.buf)) {
                 Ok(n) => n,
@@ -206,6 +212,52 @@ mod tests {
             "{}",
             state.buf.capacity()
         );
+    }
+
+    /// Hands out `data` and notes how much room each read offered.
+    struct Recorded<'a> {
+        data: &'a [u8],
+        offered: Vec<usize>,
+    }
+
+    impl AsyncRead for Recorded<'_> {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            self.offered.push(buf.remaining());
+            let n = buf.remaining().min(self.data.len());
+            buf.put_slice(&self.data[..n]);
+            self.data = &self.data[n..];
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[test]
+    fn a_read_offers_room_beyond_the_frame_so_a_drained_socket_shows() {
+        const LEN: usize = 100_000;
+        let mut wire = (LEN as u32).to_le_bytes().to_vec();
+        wire.resize(4 + LEN, 7);
+        wire.extend_from_slice(&3u32.to_le_bytes());
+        wire.extend_from_slice(b"abc");
+        let mut io = Recorded {
+            data: &wire,
+            offered: Vec::new(),
+        };
+        let mut state = ReadState::new(1 << 20);
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let mut next = || match state.poll_next(Pin::new(&mut io), &mut cx) {
+            Poll::Ready(Some(Ok(frame))) => frame,
+            other => panic!("expected a frame, got {other:?}"),
+        };
+        assert_eq!(next().len(), LEN);
+        assert_eq!(&next()[..], b"abc");
+        // The first read offers a chunk, the next all the frame still misses and more: the
+        // second frame came with it, and no read was spent on it alone.
+        let missing = LEN + 4 - io.offered[0];
+        assert_eq!(io.offered.len(), 2, "{:?}", io.offered);
+        assert!(io.offered[1] > missing, "{:?}", io.offered);
     }
 }
 
