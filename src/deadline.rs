@@ -26,6 +26,35 @@ pub(crate) fn deadline<F: Future>(at: Option<Instant>, fut: F) -> Deadline<F> {
     }
 }
 
+/// [`deadline`] with its timer made on `runtime`, for a future that may be polled outside
+/// any runtime (a client's call driven by another executor): a timer belongs to the runtime
+/// it was made in, and polling it from elsewhere is fine.
+#[inline]
+pub(crate) fn deadline_on<F: Future>(
+    at: Option<Instant>,
+    fut: F,
+    runtime: &tokio::runtime::Handle,
+) -> Deadline<F> {
+    let _entered = at.map(|_| runtime.enter());
+    deadline(at, fut)
+}
+
+/// Polls a future inside a runtime's context: for work that makes timers, sockets or tasks
+/// (dialing again, say) on behalf of a caller that may be outside any runtime.
+pub(crate) struct InRuntime<F> {
+    pub(crate) runtime: tokio::runtime::Handle,
+    pub(crate) fut: Pin<Box<F>>,
+}
+
+impl<F: Future> Future for InRuntime<F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let _entered = self.runtime.enter();
+        self.fut.as_mut().poll(cx)
+    }
+}
+
 /// The future of [`deadline`].
 pub(crate) struct Deadline<F> {
     fut: F,

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{ChildProc, TempDir, Watchdog, report, rt, unique};
+use common::{ChildProc, TempDir, Watchdog, block_on_outside, report, rt, unique};
 use localrpc::codec::Blob;
 use localrpc::{CallContext, CallRequest, Client, Endpoint, Error, NamedService, RefuseReason};
 use serde::{Deserialize, Serialize};
@@ -760,7 +760,10 @@ fn reconnect_policy_reaches_a_restarted_server(transport: Transport) {
         // Give the client's reader time to see the connection end.
         tokio::time::sleep(Duration::from_millis(300)).await;
         let (_restarted, _) = start_server_at(transport, &name);
-        assert_eq!(calc.add(2, 2).await.unwrap(), 4, "the call reconnected");
+        // Called on a thread outside the runtime: dialing again and backing off still work.
+        let on_a_thread = calc.clone();
+        let sum = std::thread::spawn(move || block_on_outside(on_a_thread.add(2, 2)));
+        assert_eq!(sum.join().unwrap().unwrap(), 4, "the call reconnected");
         // A fresh server: its layer has seen only the two calls since the restart.
         assert_eq!(calc.layer_count().await.unwrap(), 2);
     });

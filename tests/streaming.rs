@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use common::{ChildProc, Watchdog, report, rt, unique};
+use common::{ChildProc, Watchdog, block_on_outside, report, rt, unique};
 use futures_util::{Stream, StreamExt};
 use localrpc::{Error, NamedService, Streaming, stream};
 
@@ -242,30 +242,37 @@ fn a_stream_read_on_a_thread_outside_the_runtime_keeps_its_credit_coming() {
     });
     // A thread of its own, with no runtime: the grants it owes still have to go out.
     let items: Vec<u32> =
-        std::thread::spawn(move || futures_executor_block_on(stream.map(|i| i.unwrap()).collect()))
+        std::thread::spawn(move || block_on_outside(stream.map(|i| i.unwrap()).collect()))
             .join()
             .unwrap();
     assert_eq!(items, (0..1000).collect::<Vec<_>>());
     drop(client);
 }
 
-/// Runs a future to its end on this thread, outside any runtime.
-fn futures_executor_block_on<F: std::future::Future>(fut: F) -> F::Output {
-    struct Unpark(std::thread::Thread);
-    impl std::task::Wake for Unpark {
-        fn wake(self: Arc<Self>) {
-            self.0.unpark();
-        }
-    }
-    let waker = std::task::Waker::from(Arc::new(Unpark(std::thread::current())));
-    let mut cx = Context::from_waker(&waker);
-    let mut fut = std::pin::pin!(fut);
-    loop {
-        if let Poll::Ready(out) = fut.as_mut().poll(&mut cx) {
-            return out;
-        }
-        std::thread::park();
-    }
+#[test]
+fn calls_made_on_a_thread_outside_the_runtime_keep_their_deadline_and_their_request_stream() {
+    let _wd = Watchdog::arm(
+        "calls_made_on_a_thread_outside_the_runtime_keep_their_deadline_and_their_request_stream",
+    );
+    let (_server, name) = start(4096);
+    let rt = rt();
+    let client = rt.block_on(connect(&name, 1024));
+    let on_a_thread = move || {
+        // A deadline: its timer belongs to the connection's runtime.
+        let hurried = client.clone().with_timeout(Duration::from_secs(30));
+        assert_eq!(block_on_outside(hurried.ping(7)).unwrap(), 7);
+        let late = client.clone().with_timeout(Duration::from_millis(50));
+        let stream = block_on_outside(late.slow_count(3, 5_000)).unwrap();
+        let first = block_on_outside(stream.into_future()).0;
+        assert!(
+            matches!(first, Some(Err(Error::DeadlineExceeded))),
+            "{first:?}"
+        );
+        // A request stream: sent from a task of the connection's runtime.
+        let items = Streaming::from_iter(1..=100u32);
+        assert_eq!(block_on_outside(client.sum(items)).unwrap(), 5050);
+    };
+    std::thread::spawn(on_a_thread).join().unwrap();
 }
 
 #[test]

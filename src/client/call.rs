@@ -19,10 +19,14 @@ pub(super) async fn unary_call(
     // Armed before the request is written: a caller that goes away (or runs out of time)
     // while its request is still being written cancels it all the same.
     let mut guard = CancelOnDrop::armed(&conn, id);
-    let outcome = deadline::deadline(deadline, async {
-        let rx = conn.start(id, frame).await?;
-        conn.reply(rx).await
-    })
+    let outcome = deadline::deadline_on(
+        deadline,
+        async {
+            let rx = conn.start(id, frame).await?;
+            conn.reply(rx).await
+        },
+        conn.runtime(),
+    )
     .await;
     // Answered, or failed on the way: nothing to cancel. Out of time here: the guard tells
     // the server (whose handler may still run, were its clock behind) and forgets the call.
@@ -57,7 +61,8 @@ pub(super) async fn streaming_call(
         (Some(items), Some(credit)) => {
             let mut sink = ClientSink(conn.clone());
             let max_frame_len = conn.max_frame_len();
-            let task = tokio::spawn(async move {
+            // On the connection's runtime: the caller may be outside any.
+            let task = conn.runtime().spawn(async move {
                 stream::send_stream(id, items, &credit, &mut sink, max_frame_len).await;
             });
             Some(AbortOnDrop(task.abort_handle()))
@@ -75,7 +80,7 @@ pub(super) async fn streaming_call(
     let rx = started
         .reply
         .expect("a call without a response stream has a reply");
-    let outcome = deadline::deadline(deadline, conn.reply(rx)).await;
+    let outcome = deadline::deadline_on(deadline, conn.reply(rx), conn.runtime()).await;
     guard.armed = outcome.is_none();
     drop(sender);
     in_time(outcome)

@@ -11,6 +11,7 @@ use super::call::{streaming_call, unary_call};
 use super::connection::{Connection, Offered};
 use super::request::Outgoing;
 use super::{CallRequest, CallResponse, ReconnectPolicy};
+use crate::deadline;
 use crate::ipc::{ConnectOptions, LocalStream};
 use crate::server::BoxError;
 use crate::stream;
@@ -21,7 +22,13 @@ use crate::{ServerRequest, ServerResponse};
 /// A connection to one service: many calls in flight at once, answered out of order.
 ///
 /// Cheap to clone (clones share the connection). Generated clients (`XClient`) wrap it; it is
-/// also a `tower::Service<CallRequest>`, so tower layers can wrap it:
+/// also a `tower::Service<CallRequest>`, so tower layers can wrap it.
+///
+/// Connect inside a Tokio runtime: the connection reads, writes and keeps its timers there.
+/// Its calls and streams may then be polled anywhere, by that runtime or by another executor
+/// on a thread of its own; deadlines, request streams and reconnecting still run on the
+/// connection's runtime.
+///
 ///
 /// ```no_run
 /// # #[localrpc::service]
@@ -359,8 +366,12 @@ impl Client {
         if current.is_usable() {
             return Ok(current);
         }
-        // Boxed: a call's future would otherwise carry a reconnect's state all along.
-        Box::pin(self.reconnect(current)).await
+        // Boxed: a call's future would otherwise carry a reconnect's state all along. In the
+        // runtime's context: dialing makes a socket and a task there, and backing off a timer,
+        // whether or not the caller is polled by that runtime.
+        let runtime = current.runtime().clone();
+        let fut = Box::pin(self.reconnect(current));
+        deadline::InRuntime { runtime, fut }.await
     }
 
     /// Dials again, if the client may, after `current` became unusable.

@@ -47,6 +47,11 @@ impl SharedWriter {
         }
     }
 
+    /// The runtime the connection was made on.
+    pub(crate) fn runtime(&self) -> &tokio::runtime::Handle {
+        &self.runtime
+    }
+
     pub(crate) fn push(&self, frame: Parts) {
         self.queue.lock().unwrap().push(frame);
     }

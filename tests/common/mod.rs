@@ -230,6 +230,25 @@ pub fn rt() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
+/// Runs a future to its end on this thread, outside any runtime.
+pub fn block_on_outside<F: std::future::Future>(fut: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = std::task::Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = std::task::Context::from_waker(&waker);
+    let mut fut = std::pin::pin!(fut);
+    loop {
+        if let std::task::Poll::Ready(out) = fut.as_mut().poll(&mut cx) {
+            return out;
+        }
+        std::thread::park();
+    }
+}
+
 /// Connects to `name`, sends `payload` and checks that the same bytes come back.
 pub async fn echo_once(name: &str, payload: &[u8]) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -244,6 +244,12 @@ impl Connection {
         Ok(rx)
     }
 
+    /// The runtime the connection was made on, which runs its reading and any task a call
+    /// needs, wherever the call itself is polled.
+    pub(crate) fn runtime(&self) -> &tokio::runtime::Handle {
+        self.writer.runtime()
+    }
+
     /// Registers a call that takes or returns a stream, then writes its request.
     /// `response_window` is set for a method that returns a stream.
     pub(crate) async fn start_streaming(
@@ -266,6 +272,9 @@ impl Connection {
         match response_window {
             Some(window) => {
                 let link: Arc<dyn Link> = Arc::new(ConnLink(self.clone()));
+                // The stream's timer, if any, is made on the connection's runtime: the
+                // caller may be outside any.
+                let _entered = deadline.map(|_| self.runtime().enter());
                 let (inbox, stream) = stream::incoming(id, window, link, deadline);
                 waiter.inbox = Some(inbox);
                 started.stream = Some(stream);
