@@ -101,7 +101,17 @@ impl ChildProc {
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         adjust(&mut cmd);
-        let mut child = cmd.spawn().expect("spawn child test process");
+        let mut child = match cmd.spawn() {
+            // Wine's CreateProcess now and then fails with ERROR_INTERNAL_ERROR under load:
+            // a fault of the emulator, not of the code under test, so try once more.
+            Err(e) if cfg!(windows) && e.raw_os_error() == Some(1359) => {
+                eprintln!("spawning a child failed ({e}); trying again");
+                std::thread::sleep(Duration::from_millis(100));
+                cmd.spawn()
+            }
+            spawned => spawned,
+        }
+        .expect("spawn child test process");
         let stdout = child.stdout.take().unwrap();
         let (tx, lines) = mpsc::channel();
         std::thread::spawn(move || {
