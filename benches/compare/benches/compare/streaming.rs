@@ -18,6 +18,12 @@ const ITEM: u32 = 32;
 const ONE_STREAM: u32 = 100_000;
 const STREAMS: usize = 64;
 const PER_STREAM: u32 = 5_000;
+/// The same for the summary's rounds, ten and four times as long: a round of 100,000 items
+/// lasts about 10 ms for the faster contender, so a pause of a few milliseconds from a shared
+/// machine (which a fixed number of items leaves the same length for both) cut its figure by
+/// half and the slower one's by a sixth.
+const SUMMARY_ONE_STREAM: u32 = 1_000_000;
+const SUMMARY_PER_STREAM: u32 = 20_000;
 const ROUNDS: usize = 9;
 
 /// A contender that can stream.
@@ -103,10 +109,10 @@ impl<C: Streamer> Measured<C> {
     }
 
     async fn round(&mut self) {
-        let t = one_stream(&mut self.client, ONE_STREAM).await;
-        self.rounds[0].push(f64::from(ONE_STREAM) / t.as_secs_f64());
-        let t = many_streams(&self.client, PER_STREAM).await;
-        self.rounds[1].push((STREAMS as f64 * f64::from(PER_STREAM)) / t.as_secs_f64());
+        let t = one_stream(&mut self.client, SUMMARY_ONE_STREAM).await;
+        self.rounds[0].push(f64::from(SUMMARY_ONE_STREAM) / t.as_secs_f64());
+        let t = many_streams(&self.client, SUMMARY_PER_STREAM).await;
+        self.rounds[1].push((STREAMS as f64 * f64::from(SUMMARY_PER_STREAM)) / t.as_secs_f64());
     }
 
     fn medians(self) -> [f64; 2] {
@@ -183,8 +189,8 @@ pub(crate) fn summary(filter: Option<&str>) {
     println!("\nstreaming summary (this run; {ITEM}-byte items, server streaming, items/s)");
     println!("{:<36}{:>16}{:>16}{:>12}", "", "localrpc", "tonic", "ratio");
     let rows = [
-        format!("1 stream ({ONE_STREAM} items)"),
-        format!("{STREAMS} streams ({PER_STREAM} items each)"),
+        format!("1 stream ({SUMMARY_ONE_STREAM} items)"),
+        format!("{STREAMS} streams ({SUMMARY_PER_STREAM} items each)"),
     ];
     for (i, label) in rows.iter().enumerate() {
         println!(
