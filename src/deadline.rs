@@ -26,19 +26,6 @@ pub(crate) fn deadline<F: Future>(at: Option<Instant>, fut: F) -> Deadline<F> {
     }
 }
 
-/// [`deadline`] with its timer made on `runtime`, for a future that may be polled outside
-/// any runtime (a client's call driven by another executor): a timer belongs to the runtime
-/// it was made in, and polling it from elsewhere is fine.
-#[inline]
-pub(crate) fn deadline_on<F: Future>(
-    at: Option<Instant>,
-    fut: F,
-    runtime: &tokio::runtime::Handle,
-) -> Deadline<F> {
-    let _entered = at.map(|_| runtime.enter());
-    deadline(at, fut)
-}
-
 /// Polls a future inside a runtime's context: for work that makes timers, sockets or tasks
 /// (dialing again, say) on behalf of a caller that may be outside any runtime.
 pub(crate) struct InRuntime<F> {

@@ -19,14 +19,14 @@ pub(super) async fn unary_call(
     // Armed before the request is written: a caller that goes away (or runs out of time)
     // while its request is still being written cancels it all the same.
     let mut guard = CancelOnDrop::armed(&conn, id);
-    let outcome = deadline::deadline_on(
-        deadline,
-        async {
+    let outcome = {
+        // The timer is made on the connection's runtime: the caller may be outside any.
+        let _entered = deadline.map(|_| conn.runtime().enter());
+        deadline::deadline(deadline, async {
             let rx = conn.start(id, frame).await?;
             conn.reply(rx).await
-        },
-        conn.runtime(),
-    )
+        })
+    }
     .await;
     // Answered, or failed on the way: nothing to cancel. Out of time here: the guard tells
     // the server (whose handler may still run, were its clock behind) and forgets the call.
@@ -80,7 +80,11 @@ pub(super) async fn streaming_call(
     let rx = started
         .reply
         .expect("a call without a response stream has a reply");
-    let outcome = deadline::deadline_on(deadline, conn.reply(rx), conn.runtime()).await;
+    let outcome = {
+        let _entered = deadline.map(|_| conn.runtime().enter());
+        deadline::deadline(deadline, conn.reply(rx))
+    }
+    .await;
     guard.armed = outcome.is_none();
     drop(sender);
     in_time(outcome)

@@ -2,7 +2,7 @@
 //! Field tags and types must match the .proto file; `tests` below pins the encoding.
 #![allow(missing_docs, unreachable_pub)]
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use bytes::Bytes;
 
@@ -97,8 +97,8 @@ pub struct Request {
     pub trace: Option<TraceContext>,
     #[prost(bytes = "bytes", tag = "5")]
     pub payload: Bytes,
-    #[prost(map = "string, string", tag = "6")]
-    pub metadata: HashMap<String, String>,
+    #[prost(btree_map = "string, string", tag = "6")]
+    pub metadata: BTreeMap<String, String>,
     #[prost(bool, tag = "7")]
     pub request_stream: bool,
     #[prost(uint32, optional, tag = "8")]
@@ -239,7 +239,7 @@ mod tests {
                 timeout_micros: None,
                 trace: None,
                 payload: Bytes::from_static(&[9]),
-                metadata: HashMap::new(),
+                metadata: BTreeMap::new(),
                 request_stream: false,
                 response_window: None,
             })),
