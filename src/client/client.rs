@@ -29,7 +29,6 @@ use crate::{ServerRequest, ServerResponse};
 /// on a thread of its own; deadlines, request streams and reconnecting still run on the
 /// connection's runtime.
 ///
-///
 /// ```no_run
 /// # #[localrpc::service]
 /// # pub trait Calculator { async fn add(&self, a: i64, b: i64) -> i64; }
