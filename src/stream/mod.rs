@@ -15,6 +15,11 @@
 //! frame; a sender low on credit waits until it has a quarter of the window (or the cost of
 //! its next item, if larger) before it starts a frame, rather than send frames of an item
 //! or two while most of the window is on its way back.
+//!
+//! The window is credit, not memory set aside: a stream buffers up to its window only while
+//! its consumer lags behind. On Unix, each connection's socket is also asked for a send
+//! buffer as large as the default window, because the system's default (208 KiB on Linux)
+//! would otherwise bound what is on its way sooner than the credit does.
 use std::fmt;
 use std::ops::Range;
 use std::pin::Pin;
@@ -27,8 +32,11 @@ use futures_core::Stream;
 use crate::Error;
 use crate::wire::ItemFrame;
 
-/// The default receive window of a stream, in bytes (see [`ITEM_OVERHEAD`]).
-pub const DEFAULT_WINDOW: u32 = 256 * 1024;
+/// The default receive window of a stream, in bytes (see [`ITEM_OVERHEAD`]): 1 MiB, about
+/// what HTTP/2 clients built on hyper, such as tonic's, grant a stream. A smaller window keeps
+/// less buffered for a consumer that lags behind, and costs a fast stream some of its rate:
+/// its sender waits for credit more often (see `benches/README.md`).
+pub const DEFAULT_WINDOW: u32 = 1024 * 1024;
 
 /// What an item costs against a window beyond its encoded length, so that even empty items
 /// are bounded.

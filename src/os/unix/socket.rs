@@ -162,7 +162,9 @@ impl BlockingListener {
     }
 
     pub(crate) fn accept(&self) -> io::Result<BlockingStream> {
-        self.inner.accept().map(|(stream, _)| stream)
+        let (stream, _) = self.inner.accept()?;
+        widen_send_buffer(&stream);
+        Ok(stream)
     }
 
     pub(crate) fn endpoint(&self) -> &Endpoint {
@@ -263,7 +265,55 @@ pub(crate) fn connect_blocking(
         Some(abstract_name) => connect_abstract(abstract_name),
         None => UnixStream::connect(OsStr::from_bytes(&target)),
     };
-    result.map_err(|e| Error::from_io("connect", &endpoint, e))
+    let stream = result.map_err(|e| Error::from_io("connect", &endpoint, e))?;
+    widen_send_buffer(&stream);
+    Ok(stream)
+}
+
+/// What a connected socket's send buffer is asked to hold: as much as a stream's default
+/// window ([`DEFAULT_WINDOW`](crate::stream::DEFAULT_WINDOW)).
+pub(crate) const SEND_BUFFER: usize = crate::stream::DEFAULT_WINDOW as usize;
+
+/// Asks for a send buffer of [`SEND_BUFFER`] bytes on a connected socket, if it has less.
+///
+/// A Unix stream socket's send buffer bounds what may be on its way to the peer, whatever
+/// the credit of the streams on it; the system's default (208 KiB on Linux, 8 KiB on macOS)
+/// would keep a stream's sender waiting for the socket with most of its window unspent. The
+/// buffer is a limit, not memory set aside: an idle connection costs no more. The system may
+/// grant less (Linux caps it at `net.core.wmem_max`); that only costs speed, so a refusal is
+/// not an error.
+pub(super) fn widen_send_buffer(stream: &impl std::os::fd::AsRawFd) {
+    let fd = stream.as_raw_fd();
+    let mut have: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `fd` is an open socket for the call; `have` and `len` are valid for writes of
+    // the sizes given.
+    let got = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_SNDBUF,
+            (&raw mut have).cast(),
+            &raw mut len,
+        )
+    };
+    let want = libc::c_int::try_from(SEND_BUFFER).unwrap_or(libc::c_int::MAX);
+    if got == 0 && have >= want {
+        return;
+    }
+    // SAFETY: as above; `want` is valid for reads of its size.
+    let set = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_SNDBUF,
+            (&raw const want).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if set != 0 {
+        tracing::trace!(error = %io::Error::last_os_error(), "send buffer left as it was");
+    }
 }
 
 #[cfg(any(target_os = "linux", target_os = "android"))]
@@ -293,4 +343,69 @@ fn connect_abstract(_name: &[u8]) -> io::Result<UnixStream> {
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
 pub(super) fn bind_abstract(_name: &[u8]) -> io::Result<UnixListener> {
     unreachable!("abstract names are only constructed on Linux and Android")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::AsRawFd;
+
+    use super::*;
+
+    fn send_buffer(socket: &impl AsRawFd) -> libc::c_int {
+        let mut have: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: `socket` is open; `have` and `len` are valid for writes of their sizes.
+        let got = unsafe {
+            libc::getsockopt(
+                socket.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_SNDBUF,
+                (&raw mut have).cast(),
+                &raw mut len,
+            )
+        };
+        assert_eq!(got, 0, "{}", io::Error::last_os_error());
+        have
+    }
+
+    /// Both ends of a connection, made either way, get a send buffer wider than the system
+    /// gives a socket left as it is.
+    #[test]
+    fn connected_sockets_send_from_a_buffer_wider_than_the_default() {
+        let (plain, _) = UnixStream::pair().unwrap();
+        let default = send_buffer(&plain);
+        let dir = std::env::temp_dir().join(format!("localrpc-sndbuf-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let name = Name::path(dir.join("s.sock")).unwrap();
+        let opts = ListenerOptions::new();
+
+        let listener = BlockingListener::bind(&name, &opts).unwrap();
+        let client = connect_blocking(&name, &ConnectOptions::default()).unwrap();
+        let server = listener.accept().unwrap();
+        for (side, have) in [
+            ("client", send_buffer(&client)),
+            ("server", send_buffer(&server)),
+        ] {
+            assert!(have > default, "{side} (blocking): {have} <= {default}");
+        }
+        drop(listener);
+
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let listener = Listener::bind(&name, &opts).unwrap();
+            let connect_opts = ConnectOptions::default();
+            let (client, server) = tokio::join!(connect(&name, &connect_opts), listener.accept());
+            let (client, server) = (client.unwrap(), server.unwrap());
+            for (side, have) in [
+                ("client", send_buffer(&client)),
+                ("server", send_buffer(&server)),
+            ] {
+                assert!(have > default, "{side}: {have} <= {default}");
+            }
+        });
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

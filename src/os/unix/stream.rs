@@ -206,6 +206,7 @@ pub(crate) fn from_std(stream: StdStream) -> io::Result<Stream> {
 
 /// Registers a connected socket that is non-blocking already.
 pub(super) fn from_nonblocking(stream: StdStream) -> io::Result<Stream> {
+    super::socket::widen_send_buffer(&stream);
     let runtime = Handle::try_current().map_err(io::Error::other)?;
     // SAFETY: a `UnixStream` keeps its descriptor open and the same until dropped.
     let fd = unsafe { register(stream, Interest::READABLE)? };

@@ -10,6 +10,7 @@ pub(crate) use tokio::net::unix::{OwnedReadHalf as RecvHalf, OwnedWriteHalf as S
 /// Registers a connected socket with the current runtime; it is made non-blocking.
 pub(crate) fn from_std(stream: StdStream) -> io::Result<Stream> {
     stream.set_nonblocking(true)?;
+    super::socket::widen_send_buffer(&stream);
     Stream::from_std(stream)
 }
 
@@ -26,6 +27,8 @@ impl Accepting {
 
     /// Waits for the next connection.
     pub(crate) async fn accept(&self) -> io::Result<Stream> {
-        self.0.accept().await.map(|(stream, _)| stream)
+        let (stream, _) = self.0.accept().await?;
+        super::socket::widen_send_buffer(&stream);
+        Ok(stream)
     }
 }
