@@ -1,6 +1,7 @@
 //! Unix listener and stream types behind the portable `ipc` front.
 use std::ffi::OsStr;
 use std::io;
+use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 
@@ -282,29 +283,16 @@ pub(crate) const SEND_BUFFER: usize = crate::stream::DEFAULT_WINDOW as usize;
 /// buffer is a limit, not memory set aside: an idle connection costs no more. The system may
 /// grant less (Linux caps it at `net.core.wmem_max`); that only costs speed, so a refusal is
 /// not an error.
-pub(super) fn widen_send_buffer(stream: &impl std::os::fd::AsRawFd) {
-    let fd = stream.as_raw_fd();
-    let mut have: libc::c_int = 0;
-    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: `fd` is an open socket for the call; `have` and `len` are valid for writes of
-    // the sizes given.
-    let got = unsafe {
-        libc::getsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_SNDBUF,
-            (&raw mut have).cast(),
-            &raw mut len,
-        )
-    };
+pub(super) fn widen_send_buffer(stream: &impl AsRawFd) {
     let want = libc::c_int::try_from(SEND_BUFFER).unwrap_or(libc::c_int::MAX);
-    if got == 0 && have >= want {
+    if send_buffer(stream).is_ok_and(|have| have >= want) {
         return;
     }
-    // SAFETY: as above; `want` is valid for reads of its size.
+    // SAFETY: the descriptor is an open socket for the call; `want` is valid for reads of
+    // the size given.
     let set = unsafe {
         libc::setsockopt(
-            fd,
+            stream.as_raw_fd(),
             libc::SOL_SOCKET,
             libc::SO_SNDBUF,
             (&raw const want).cast(),
@@ -313,6 +301,29 @@ pub(super) fn widen_send_buffer(stream: &impl std::os::fd::AsRawFd) {
     };
     if set != 0 {
         tracing::trace!(error = %io::Error::last_os_error(), "send buffer left as it was");
+    }
+}
+
+/// A socket's send buffer as the system reports it (Linux reports twice what was asked for,
+/// room for its bookkeeping included).
+fn send_buffer(socket: &impl AsRawFd) -> io::Result<libc::c_int> {
+    let mut have: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: the descriptor is an open socket for the call; `have` and `len` are valid for
+    // writes of the sizes given.
+    let got = unsafe {
+        libc::getsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_SNDBUF,
+            (&raw mut have).cast(),
+            &raw mut len,
+        )
+    };
+    if got == 0 {
+        Ok(have)
+    } else {
+        Err(io::Error::last_os_error())
     }
 }
 
@@ -347,33 +358,14 @@ pub(super) fn bind_abstract(_name: &[u8]) -> io::Result<UnixListener> {
 
 #[cfg(test)]
 mod tests {
-    use std::os::fd::AsRawFd;
-
     use super::*;
-
-    fn send_buffer(socket: &impl AsRawFd) -> libc::c_int {
-        let mut have: libc::c_int = 0;
-        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-        // SAFETY: `socket` is open; `have` and `len` are valid for writes of their sizes.
-        let got = unsafe {
-            libc::getsockopt(
-                socket.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_SNDBUF,
-                (&raw mut have).cast(),
-                &raw mut len,
-            )
-        };
-        assert_eq!(got, 0, "{}", io::Error::last_os_error());
-        have
-    }
 
     /// Both ends of a connection, made either way, get a send buffer wider than the system
     /// gives a socket left as it is.
     #[test]
     fn connected_sockets_send_from_a_buffer_wider_than_the_default() {
         let (plain, _) = UnixStream::pair().unwrap();
-        let default = send_buffer(&plain);
+        let default = send_buffer(&plain).unwrap();
         let dir = std::env::temp_dir().join(format!("localrpc-sndbuf-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let name = Name::path(dir.join("s.sock")).unwrap();
@@ -383,8 +375,8 @@ mod tests {
         let client = connect_blocking(&name, &ConnectOptions::default()).unwrap();
         let server = listener.accept().unwrap();
         for (side, have) in [
-            ("client", send_buffer(&client)),
-            ("server", send_buffer(&server)),
+            ("client", send_buffer(&client).unwrap()),
+            ("server", send_buffer(&server).unwrap()),
         ] {
             assert!(have > default, "{side} (blocking): {have} <= {default}");
         }
@@ -400,8 +392,8 @@ mod tests {
             let (client, server) = tokio::join!(connect(&name, &connect_opts), listener.accept());
             let (client, server) = (client.unwrap(), server.unwrap());
             for (side, have) in [
-                ("client", send_buffer(&client)),
-                ("server", send_buffer(&server)),
+                ("client", send_buffer(&client).unwrap()),
+                ("server", send_buffer(&server).unwrap()),
             ] {
                 assert!(have > default, "{side}: {have} <= {default}");
             }
