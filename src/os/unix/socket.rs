@@ -273,7 +273,7 @@ pub(crate) fn connect_blocking(
 
 /// What a connected socket's send buffer is asked to hold: as much as a stream's default
 /// window ([`DEFAULT_WINDOW`](crate::stream::DEFAULT_WINDOW)).
-pub(crate) const SEND_BUFFER: usize = crate::stream::DEFAULT_WINDOW as usize;
+const SEND_BUFFER: usize = crate::stream::DEFAULT_WINDOW as usize;
 
 /// Asks for a send buffer of [`SEND_BUFFER`] bytes on a connected socket, if it has less.
 ///
