@@ -111,7 +111,9 @@ impl ClientBuilder {
 
     /// The receive window of each stream a method returns, in bytes (default
     /// [`stream::DEFAULT_WINDOW`](crate::stream::DEFAULT_WINDOW), at least 64): how much the
-    /// server may send ahead of what the caller has taken from the stream.
+    /// server may send ahead of what the caller has taken from the stream. Streams whose
+    /// callers stop reading hold at most this much each: a client with many such streams
+    /// open at once may want a smaller window.
     ///
     /// See [`Client`] for an example.
     pub fn stream_window(mut self, bytes: u32) -> Self {

@@ -156,7 +156,9 @@ impl<L> ServerBuilder<L> {
 
     /// The receive window of each request stream, in bytes (default
     /// [`stream::DEFAULT_WINDOW`](crate::stream::DEFAULT_WINDOW), at least 64): how much a
-    /// client may send ahead of what the handler has taken from the stream.
+    /// client may send ahead of what the handler has taken from the stream. Handlers that
+    /// stop reading hold at most this much each, up to
+    /// [`max_concurrent_calls`](Self::max_concurrent_calls) of them per connection.
     ///
     /// See [`Server`] for an example.
     pub fn stream_window(mut self, bytes: u32) -> Self {
