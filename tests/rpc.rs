@@ -756,7 +756,7 @@ fn reconnect_policy_reaches_a_restarted_server(transport: Transport) {
             .unwrap();
         let calc = CalculatorClient::new(client);
         assert_eq!(calc.add(1, 1).await.unwrap(), 2);
-        server.kill();
+        end_server(transport, &mut server);
         // Give the client's reader time to see the connection end.
         tokio::time::sleep(Duration::from_millis(300)).await;
         let (_restarted, _) = start_server_at(transport, &name);
@@ -767,6 +767,22 @@ fn reconnect_policy_reaches_a_restarted_server(transport: Transport) {
         // A fresh server: its layer has seen only the two calls since the restart.
         assert_eq!(calc.layer_count().await.unwrap(), 2);
     });
+}
+
+/// Ends `server` so that its clients see their connections end: killed, except over TCP.
+/// Wine now and then keeps a killed process's TCP socket open for good, so the client would
+/// never learn that its connection is gone; a server that stops closes its sockets itself.
+fn end_server(transport: Transport, server: &mut ChildProc) {
+    #[cfg(feature = "tcp")]
+    if transport == Transport::Tcp {
+        drop(server.child.stdin.take()); // ask for a graceful shutdown
+        assert_eq!(server.line(), "STOPPED");
+        let status = server.child.wait().unwrap();
+        assert!(status.success(), "{status}");
+        return;
+    }
+    let _ = transport;
+    server.kill();
 }
 
 fn oversize_requests_are_refused_before_sending(transport: Transport) {
