@@ -587,6 +587,29 @@ fn summary() {
         "throughput     localrpc (1 connection)    {rpc_tp:>10.0} calls/s   ratio {:.2}",
         rpc_tp / raw_tp
     );
+    // The same from a current-thread client runtime: the callers, the connection's reader and
+    // the raw connections' tasks share one thread, so no wake-up crosses threads.
+    let client_ct = rt.block_on(EchoClient::connect(rpc.name.as_str())).unwrap();
+    let [raw_ct, rpc_ct] = interleaved_medians(
+        7,
+        [
+            &mut || {
+                calls as f64
+                    / rt.block_on(raw::many(&raw.name, 64, &small, calls))
+                        .as_secs_f64()
+            },
+            &mut || {
+                calls as f64
+                    / rt.block_on(rpc_pipelined(&client_ct, &small_bytes, 64, calls))
+                        .as_secs_f64()
+            },
+        ],
+    );
+    println!(
+        "throughput     current-thread client: raw tokio {raw_ct:>10.0} calls/s   localrpc {rpc_ct:>10.0} calls/s   ratio {:.2}",
+        rpc_ct / raw_ct
+    );
+    drop(client_ct);
     // The same with fixed placement (see `placement`): the client's runtime on one CPU, the
     // servers on the other.
     let cpus = placement::two_cpus();

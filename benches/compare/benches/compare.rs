@@ -94,9 +94,15 @@ fn runtime() -> Runtime {
         .unwrap()
 }
 
-/// The client runtime for calls in flight: two workers, like the servers.
+/// The client runtime for calls in flight: two workers, like the servers, unless
+/// `COMPARE_CLIENT_RUNTIME=current-thread` asks for one thread (callers and connections then
+/// wake each other without crossing threads).
 fn multi_runtime() -> Runtime {
-    server::server_runtime()
+    match std::env::var("COMPARE_CLIENT_RUNTIME").as_deref() {
+        Ok("current-thread") => runtime(),
+        Ok(other) if !other.is_empty() => panic!("COMPARE_CLIENT_RUNTIME: unknown {other:?}"),
+        _ => server::server_runtime(),
+    }
 }
 
 // ------------------------------------------------------------------------------------------
