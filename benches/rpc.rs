@@ -446,6 +446,34 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 /// Runs the cases in turn, `rounds` times, and gives the median of each.
+/// Calls per second with 64 calls of 32 bytes in flight, driven by `rt`: raw Tokio over 64
+/// connections to `raw_name`, then `client` over its one connection, taking turns (median of
+/// 7 rounds each).
+fn throughput_pair(
+    rt: &tokio::runtime::Runtime,
+    raw_name: &str,
+    client: &EchoClient,
+    calls: u64,
+) -> [f64; 2] {
+    let small = vec![7u8; 32];
+    let small_bytes = ByteBuf::from(small.clone());
+    interleaved_medians(
+        7,
+        [
+            &mut || {
+                calls as f64
+                    / rt.block_on(raw::many(raw_name, 64, &small, calls))
+                        .as_secs_f64()
+            },
+            &mut || {
+                calls as f64
+                    / rt.block_on(rpc_pipelined(client, &small_bytes, 64, calls))
+                        .as_secs_f64()
+            },
+        ],
+    )
+}
+
 fn interleaved_medians<const N: usize>(
     rounds: usize,
     mut cases: [&mut dyn FnMut() -> f64; N],
@@ -564,24 +592,8 @@ fn summary() {
         .build()
         .unwrap();
     let calls = 50_000u64;
-    let small = vec![7u8; 32];
     let client_mt = mt.block_on(EchoClient::connect(rpc.name.as_str())).unwrap();
-    let small_bytes = ByteBuf::from(small.clone());
-    let [raw_tp, rpc_tp] = interleaved_medians(
-        7,
-        [
-            &mut || {
-                calls as f64
-                    / mt.block_on(raw::many(&raw.name, 64, &small, calls))
-                        .as_secs_f64()
-            },
-            &mut || {
-                calls as f64
-                    / mt.block_on(rpc_pipelined(&client_mt, &small_bytes, 64, calls))
-                        .as_secs_f64()
-            },
-        ],
-    );
+    let [raw_tp, rpc_tp] = throughput_pair(&mt, &raw.name, &client_mt, calls);
     println!("throughput     raw tokio (64 connections) {raw_tp:>10.0} calls/s");
     println!(
         "throughput     localrpc (1 connection)    {rpc_tp:>10.0} calls/s   ratio {:.2}",
@@ -590,21 +602,7 @@ fn summary() {
     // The same from a current-thread client runtime: the callers, the connection's reader and
     // the raw connections' tasks share one thread, so no wake-up crosses threads.
     let client_ct = rt.block_on(EchoClient::connect(rpc.name.as_str())).unwrap();
-    let [raw_ct, rpc_ct] = interleaved_medians(
-        7,
-        [
-            &mut || {
-                calls as f64
-                    / rt.block_on(raw::many(&raw.name, 64, &small, calls))
-                        .as_secs_f64()
-            },
-            &mut || {
-                calls as f64
-                    / rt.block_on(rpc_pipelined(&client_ct, &small_bytes, 64, calls))
-                        .as_secs_f64()
-            },
-        ],
-    );
+    let [raw_ct, rpc_ct] = throughput_pair(&rt, &raw.name, &client_ct, calls);
     println!(
         "throughput     current-thread client: raw tokio {raw_ct:>10.0} calls/s   localrpc {rpc_ct:>10.0} calls/s   ratio {:.2}",
         rpc_ct / raw_ct
@@ -628,23 +626,7 @@ fn summary() {
         let client_p = placed
             .block_on(EchoClient::connect(rpc_p.name.as_str()))
             .unwrap();
-        let [raw_tp, rpc_tp] = interleaved_medians(
-            7,
-            [
-                &mut || {
-                    calls as f64
-                        / placed
-                            .block_on(raw::many(&raw_p.name, 64, &small, calls))
-                            .as_secs_f64()
-                },
-                &mut || {
-                    calls as f64
-                        / placed
-                            .block_on(rpc_pipelined(&client_p, &small_bytes, 64, calls))
-                            .as_secs_f64()
-                },
-            ],
-        );
+        let [raw_tp, rpc_tp] = throughput_pair(&placed, &raw_p.name, &client_p, calls);
         println!(
             "throughput     placed: raw tokio {raw_tp:>10.0} calls/s   localrpc {rpc_tp:>10.0} calls/s   ratio {:.2}",
             rpc_tp / raw_tp

@@ -94,9 +94,9 @@ fn runtime() -> Runtime {
         .unwrap()
 }
 
-/// The client runtime for calls in flight: two workers, like the servers, unless
-/// `COMPARE_CLIENT_RUNTIME=current-thread` asks for one thread (callers and connections then
-/// wake each other without crossing threads).
+/// The client runtime for calls in flight and for streams: two workers, like the servers,
+/// unless `COMPARE_CLIENT_RUNTIME=current-thread` asks for one thread for both (callers and
+/// connections then wake each other without crossing threads).
 fn multi_runtime() -> Runtime {
     match std::env::var("COMPARE_CLIENT_RUNTIME").as_deref() {
         Ok("current-thread") => runtime(),
