@@ -70,7 +70,7 @@ fn serve(role: &str, name: &str) {
     match role {
         // Not servers: clients for counting instructions per call under callgrind, with
         // `callgrind_control -d` run at each pause (see benches/README.md).
-        "rpc-client" | "rpc-blocking-client" | "rpc-pipelined-client" => {
+        "rpc-client" | "rpc-blocking-client" | "rpc-pipelined-client" | "raw-pipelined-client" => {
             let calls: u64 =
                 std::env::var("LOCALRPC_BENCH_CALLS").map_or(20_000, |n| n.parse().unwrap());
             let payload = ByteBuf::from(vec![7u8; 16]);
@@ -87,18 +87,33 @@ fn serve(role: &str, name: &str) {
                 pause("done");
                 return;
             }
-            if role == "rpc-pipelined-client" {
-                // The throughput case: 64 calls in flight, 32 bytes each.
-                let rt = tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(2)
-                    .enable_all()
-                    .build()
-                    .unwrap();
+            if role == "rpc-pipelined-client" || role == "raw-pipelined-client" {
+                // The throughput case: 64 calls in flight, 32 bytes each (the raw baseline
+                // over 64 connections, against a `raw-tokio` server).
+                // LOCALRPC_BENCH_CLIENT_RUNTIME=current-thread: the client on one thread.
+                let rt = match std::env::var("LOCALRPC_BENCH_CLIENT_RUNTIME").as_deref() {
+                    Ok("current-thread") => runtime(),
+                    _ => tokio::runtime::Builder::new_multi_thread()
+                        .worker_threads(2)
+                        .enable_all()
+                        .build()
+                        .unwrap(),
+                };
+                let depth: usize =
+                    std::env::var("LOCALRPC_BENCH_DEPTH").map_or(64, |n| n.parse().unwrap());
+                if role == "raw-pipelined-client" {
+                    let payload = vec![7u8; 32];
+                    rt.block_on(raw::many(name, depth, &payload, 6400));
+                    pause("warm");
+                    rt.block_on(raw::many(name, depth, &payload, calls));
+                    pause("done");
+                    return;
+                }
                 let client = rt.block_on(EchoClient::connect(name)).unwrap();
                 let payload = ByteBuf::from(vec![7u8; 32]);
-                rt.block_on(rpc_pipelined(&client, &payload, 64, 6400));
+                rt.block_on(rpc_pipelined(&client, &payload, depth, 6400));
                 pause("warm");
-                rt.block_on(rpc_pipelined(&client, &payload, 64, calls));
+                rt.block_on(rpc_pipelined(&client, &payload, depth, calls));
                 pause("done");
                 return;
             }

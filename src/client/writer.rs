@@ -2,6 +2,7 @@
 //! queued (its own request and any others), so a call costs no hop to a writer task, and
 //! requests queued while a write is in progress still go out together in the next one.
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use futures_util::SinkExt;
@@ -11,6 +12,11 @@ use crate::transport::{FrameError, FrameWriter, Parts};
 
 type BoxWrite = Pin<Box<dyn AsyncWrite + Send>>;
 
+/// How many requests a caller lets gather before it writes them, though others are about
+/// to queue theirs: enough to spare most system calls, few enough that the server starts
+/// on the first while the client still queues the rest.
+const BATCH: usize = 8;
+
 pub(crate) struct SharedWriter {
     queue: Mutex<Vec<Parts>>,
     io: tokio::sync::Mutex<Io>,
@@ -18,6 +24,11 @@ pub(crate) struct SharedWriter {
     /// queued on a thread outside it (a stream read there owing credit, a call dropped
     /// there) still goes out.
     runtime: tokio::runtime::Handle,
+    /// Callers woken by responses, who may be about to queue their next requests: while
+    /// others are, a caller leaves the write to the last of them (see [`Self::queue`]).
+    expected: AtomicUsize,
+    /// Whether a deferred flush is on its way.
+    flush_scheduled: AtomicBool,
 }
 
 /// The write side proper, held by whoever pumps.
@@ -44,6 +55,8 @@ impl SharedWriter {
                 writer: FrameWriter::with_max_frame_len(Box::pin(io), max_frame_len),
                 spare: Vec::new(),
             }),
+            expected: AtomicUsize::new(0),
+            flush_scheduled: AtomicBool::new(false),
         }
     }
 
@@ -54,6 +67,50 @@ impl SharedWriter {
 
     pub(crate) fn push(&self, frame: Parts) {
         self.queue.lock().unwrap().push(frame);
+    }
+
+    /// A response has woken its caller, who may well make another call at once.
+    pub(crate) fn expect_writer(&self) {
+        self.expected.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Queues a request and tells whether its caller is to [`pump`](Self::pump) now.
+    ///
+    /// Not while other callers woken by the same batch of responses have yet to queue
+    /// theirs: the last of them, or the one that makes [`BATCH`] queued, writes them all in
+    /// one go, rather than each in a system call of its own. In case that one never comes
+    /// (a caller that makes no further call), a flush deferred until the runtime has run
+    /// every task that is ready writes them anyway. A caller nobody else is about to
+    /// follow writes at once.
+    pub(crate) fn queue<F>(self: &Arc<Self>, frame: Parts, on_error: impl FnOnce() -> F) -> bool
+    where
+        F: FnOnce(FrameError) + Send + 'static,
+    {
+        let queued = {
+            let mut queue = self.queue.lock().unwrap();
+            queue.push(frame);
+            queue.len()
+        };
+        let expected = self
+            .expected
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+            .unwrap_or(0);
+        if expected <= 1 || queued >= BATCH {
+            return true;
+        }
+        if !self.flush_scheduled.swap(true, Ordering::AcqRel) {
+            let (writer, on_error) = (self.clone(), on_error());
+            self.runtime.spawn(async move {
+                // Back in line behind every task that is ready, the callers among them.
+                tokio::task::yield_now().await;
+                writer.flush_scheduled.store(false, Ordering::Release);
+                writer.expected.store(0, Ordering::Relaxed);
+                if let Err(e) = writer.pump().await {
+                    on_error(e);
+                }
+            });
+        }
+        false
     }
 
     /// Writes what is queued, unless another task is writing already: that one writes
@@ -131,7 +188,7 @@ mod tests {
 
     /// Many tasks writing at once through a small pipe (so writes stall): every frame arrives,
     /// each task's in order, none stranded in the queue; including frames whose writer went
-    /// away mid-write.
+    /// away mid-write and frames left for others to write.
     #[test]
     fn concurrent_pumps_lose_nothing() {
         let rt = tokio::runtime::Builder::new_multi_thread()
@@ -165,7 +222,16 @@ mod tests {
                     let w = writer.clone();
                     tokio::spawn(async move {
                         for seq in 0..FRAMES {
-                            w.push(frame(t, seq));
+                            if seq % 3 == 1 {
+                                // As if woken by a response along with others.
+                                w.expect_writer();
+                                w.expect_writer();
+                                if !w.queue(frame(t, seq), || |e: FrameError| panic!("{e}")) {
+                                    continue;
+                                }
+                            } else {
+                                w.push(frame(t, seq));
+                            }
                             if seq % 7 == 0 || seq == FRAMES - 1 {
                                 // Give up on this write at once: someone else must finish it.
                                 let guard = PumpGuard {
@@ -190,6 +256,78 @@ mod tests {
                 .expect("every frame arrives")
                 .unwrap();
             assert!(seen.iter().all(|&n| n == FRAMES));
+        });
+    }
+
+    /// Callers woken together leave the write to the last of them, or to the one that
+    /// fills a batch; a lone caller writes at once.
+    #[test]
+    fn callers_woken_together_write_once() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let (a, _b) = tokio::io::duplex(1 << 16);
+            let writer = Arc::new(SharedWriter::new(a, 1 << 20));
+            // Queues a frame, writes if told to; tells whether it wrote.
+            let send = |task: u32, seq: u32| {
+                let writer = writer.clone();
+                async move {
+                    let now = writer.queue(frame(task, seq), || |e: FrameError| panic!("{e}"));
+                    if now {
+                        writer.pump().await.unwrap();
+                    }
+                    now
+                }
+            };
+            assert!(send(0, 0).await, "nobody follows: write now");
+            for _ in 0..3 {
+                writer.expect_writer();
+            }
+            assert!(!send(1, 0).await);
+            assert!(!send(2, 0).await);
+            assert!(send(3, 0).await, "the last one writes");
+            for _ in 0..2 * BATCH {
+                writer.expect_writer();
+            }
+            let mut turns = Vec::new();
+            for i in 0..BATCH as u32 {
+                turns.push(send(4, i).await);
+            }
+            assert_eq!(turns.iter().filter(|&&w| w).count(), 1);
+            assert!(turns[BATCH - 1], "the one that fills the batch writes");
+        });
+    }
+
+    /// Frames left by callers woken together, whose last never came, still go out.
+    #[test]
+    fn frames_left_for_a_caller_that_never_comes_go_out() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let (a, b) = tokio::io::duplex(1 << 16);
+            let writer = Arc::new(SharedWriter::new(a, 1 << 20));
+            for _ in 0..5 {
+                writer.expect_writer();
+            }
+            for seq in 0..3 {
+                assert!(!writer.queue(frame(0, seq), || |e: FrameError| panic!("{e}")));
+            }
+            let mut reader = FrameReader::new(b);
+            for seq in 0..3u32 {
+                let f = tokio::time::timeout(std::time::Duration::from_secs(10), reader.next())
+                    .await
+                    .expect("the deferred flush writes it")
+                    .unwrap()
+                    .unwrap();
+                assert_eq!(u32::from_le_bytes(f[4..].try_into().unwrap()), seq);
+            }
+            // Written by then, the rest of the expected callers are forgotten: the next
+            // caller writes at once.
+            assert!(writer.queue(frame(0, 3), || |e: FrameError| panic!("{e}")));
         });
     }
 

@@ -308,10 +308,24 @@ impl Connection {
         Ok(())
     }
 
+    /// Queues a request and writes it, with any others queued meanwhile, unless another
+    /// caller is writing, which then writes it, or callers woken with this one are about
+    /// to queue theirs (see [`SharedWriter::queue`]).
+    async fn write(self: &Arc<Self>, frame: Parts) {
+        if self.writer.queue(frame, || self.on_write_error()) {
+            self.pump().await;
+        }
+    }
+
     /// Queues `frame` and writes it, with any others queued meanwhile, unless another
     /// caller is writing, which then writes it.
-    async fn write(self: &Arc<Self>, frame: Parts) {
+    async fn write_now(self: &Arc<Self>, frame: Parts) {
         self.writer.push(frame);
+        self.pump().await;
+    }
+
+    /// Writes what is queued; if the write fails, the connection is lost.
+    async fn pump(self: &Arc<Self>) {
         let mut guard = PumpGuard {
             writer: Some(self.writer.clone()),
             on_error: Some(self.on_write_error()),
@@ -351,7 +365,9 @@ impl Connection {
         };
         match (waiter.reply, waiter.inbox, reply) {
             (Some(tx), _, reply) => {
-                let _ = tx.send(reply);
+                if tx.send(reply).is_ok() {
+                    self.writer.expect_writer();
+                }
             }
             // A stream that never began: the server refused the call.
             (None, Some(inbox), Err(e)) => inbox.end(Some(e)),

@@ -27,7 +27,7 @@ impl FrameSink for ClientSink {
         if self.0.pending.lock().unwrap().closed.is_some() {
             return false;
         }
-        self.0.write(frame).await;
+        self.0.write_now(frame).await;
         true
     }
 }
