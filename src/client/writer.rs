@@ -24,9 +24,10 @@ pub(crate) struct SharedWriter {
     /// queued on a thread outside it (a stream read there owing credit, a call dropped
     /// there) still goes out.
     runtime: tokio::runtime::Handle,
-    /// Callers woken by responses, who may be about to queue their next requests: while
-    /// others are, a caller leaves the write to the last of them (see [`Self::queue`]).
-    expected: AtomicUsize,
+    /// Callers whose replies are in but who have not taken them yet: woken, about to run,
+    /// and likely to make their next calls at once. While there are any, a caller leaves
+    /// the write to the last of them (see [`Self::queue`]).
+    woken: AtomicUsize,
     /// Whether a deferred flush is on its way.
     flush_scheduled: AtomicBool,
 }
@@ -55,7 +56,7 @@ impl SharedWriter {
                 writer: FrameWriter::with_max_frame_len(Box::pin(io), max_frame_len),
                 spare: Vec::new(),
             }),
-            expected: AtomicUsize::new(0),
+            woken: AtomicUsize::new(0),
             flush_scheduled: AtomicBool::new(false),
         }
     }
@@ -69,19 +70,26 @@ impl SharedWriter {
         self.queue.lock().unwrap().push(frame);
     }
 
-    /// A response has woken its caller, who may well make another call at once.
-    pub(crate) fn expect_writer(&self) {
-        self.expected.fetch_add(1, Ordering::Relaxed);
+    /// A reply is on its way to a caller.
+    pub(crate) fn woken(&self) {
+        self.woken.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A caller has its reply (or will never take it).
+    pub(crate) fn ran(&self) {
+        let _ = self
+            .woken
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
     }
 
     /// Queues a request and tells whether its caller is to [`pump`](Self::pump) now.
     ///
-    /// Not while other callers woken by the same batch of responses have yet to queue
-    /// theirs: the last of them, or the one that makes [`BATCH`] queued, writes them all in
-    /// one go, rather than each in a system call of its own. In case that one never comes
-    /// (a caller that makes no further call), a flush deferred until the runtime has run
-    /// every task that is ready writes them anyway. A caller nobody else is about to
-    /// follow writes at once.
+    /// Not while other callers, woken by the same batch of replies, have yet to run and
+    /// queue their next requests: the last of them, or the one that makes [`BATCH`]
+    /// queued, writes them all in one go, rather than each in a system call of its own. In
+    /// case that one never comes (callers that make no further call), a flush deferred
+    /// until the runtime has run every task that is ready writes them anyway. A caller
+    /// nobody else is about to follow writes at once.
     pub(crate) fn queue<F>(self: &Arc<Self>, frame: Parts, on_error: impl FnOnce() -> F) -> bool
     where
         F: FnOnce(FrameError) + Send + 'static,
@@ -91,26 +99,60 @@ impl SharedWriter {
             queue.push(frame);
             queue.len()
         };
-        let expected = self
-            .expected
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
-            .unwrap_or(0);
-        if expected <= 1 || queued >= BATCH {
+        if queued >= BATCH || self.woken.load(Ordering::Relaxed) == 0 {
             return true;
         }
-        if !self.flush_scheduled.swap(true, Ordering::AcqRel) {
+        if !self.flush_scheduled.swap(true, Ordering::SeqCst) {
             let (writer, on_error) = (self.clone(), on_error());
             self.runtime.spawn(async move {
                 // Back in line behind every task that is ready, the callers among them.
                 tokio::task::yield_now().await;
-                writer.flush_scheduled.store(false, Ordering::Release);
-                writer.expected.store(0, Ordering::Relaxed);
-                if let Err(e) = writer.pump().await {
+                writer.flush_scheduled.store(false, Ordering::SeqCst);
+                if let Err(e) = writer.flush_all().await {
                     on_error(e);
                 }
             });
         }
         false
+    }
+
+    /// Whether a writer is to go on with what was queued while it wrote: not if that is
+    /// less than a batch and more is about to come, with a deferred flush on its way (which
+    /// waits for the write side, so nothing is left behind).
+    fn more_to_write(&self, may_leave: bool) -> bool {
+        let queued = self.queue.lock().unwrap().len();
+        queued > 0
+            && !(may_leave
+                && queued < BATCH
+                && self.woken.load(Ordering::Relaxed) > 0
+                && self.flush_scheduled.load(Ordering::SeqCst))
+    }
+
+    /// Writes everything queued, waiting for the write side if another task has it.
+    async fn flush_all(&self) -> Result<(), FrameError> {
+        let mut io = self.io.lock().await;
+        self.write_queued(&mut io, false).await?;
+        drop(io);
+        if self.more_to_write(false) {
+            self.pump().await?;
+        }
+        Ok(())
+    }
+
+    /// Writes what is queued, and what is queued meanwhile, until
+    /// [`more_to_write`](Self::more_to_write) says no.
+    async fn write_queued(&self, io: &mut Io, may_leave: bool) -> Result<(), FrameError> {
+        loop {
+            std::mem::swap(&mut *self.queue.lock().unwrap(), &mut io.spare);
+            for frame in io.spare.drain(..) {
+                io.writer.push_parts(&frame.head, frame.payload)?;
+            }
+            // Also finishes what a pump dropped mid-write left in the writer's buffer.
+            io.writer.flush().await?;
+            if !self.more_to_write(may_leave) {
+                return Ok(());
+            }
+        }
     }
 
     /// Writes what is queued, unless another task is writing already: that one writes
@@ -123,22 +165,11 @@ impl SharedWriter {
             let Ok(mut guard) = self.io.try_lock() else {
                 return Ok(());
             };
-            let io = &mut *guard;
-            loop {
-                std::mem::swap(&mut *self.queue.lock().unwrap(), &mut io.spare);
-                for frame in io.spare.drain(..) {
-                    io.writer.push_parts(&frame.head, frame.payload)?;
-                }
-                // Also finishes what a pump dropped mid-write left in the writer's buffer.
-                io.writer.flush().await?;
-                if self.queue.lock().unwrap().is_empty() {
-                    break;
-                }
-            }
+            self.write_queued(&mut guard, true).await?;
             drop(guard);
             // A frame queued after the last look but before the lock was released would be
             // stranded: look once more.
-            if self.queue.lock().unwrap().is_empty() {
+            if !self.more_to_write(true) {
                 return Ok(());
             }
         }
@@ -224,11 +255,12 @@ mod tests {
                         for seq in 0..FRAMES {
                             if seq % 3 == 1 {
                                 // As if woken by a response along with others.
-                                w.expect_writer();
-                                w.expect_writer();
+                                w.woken();
                                 if !w.queue(frame(t, seq), || |e: FrameError| panic!("{e}")) {
+                                    w.ran();
                                     continue;
                                 }
+                                w.ran();
                             } else {
                                 w.push(frame(t, seq));
                             }
@@ -283,16 +315,20 @@ mod tests {
             };
             assert!(send(0, 0).await, "nobody follows: write now");
             for _ in 0..3 {
-                writer.expect_writer();
+                writer.woken();
             }
-            assert!(!send(1, 0).await);
-            assert!(!send(2, 0).await);
+            for task in 1..3 {
+                writer.ran();
+                assert!(!send(task, 0).await, "others are about to follow");
+            }
+            writer.ran();
             assert!(send(3, 0).await, "the last one writes");
             for _ in 0..2 * BATCH {
-                writer.expect_writer();
+                writer.woken();
             }
             let mut turns = Vec::new();
             for i in 0..BATCH as u32 {
+                writer.ran();
                 turns.push(send(4, i).await);
             }
             assert_eq!(turns.iter().filter(|&&w| w).count(), 1);
@@ -310,9 +346,7 @@ mod tests {
         rt.block_on(async {
             let (a, b) = tokio::io::duplex(1 << 16);
             let writer = Arc::new(SharedWriter::new(a, 1 << 20));
-            for _ in 0..5 {
-                writer.expect_writer();
-            }
+            writer.woken(); // and never runs
             for seq in 0..3 {
                 assert!(!writer.queue(frame(0, seq), || |e: FrameError| panic!("{e}")));
             }
@@ -325,8 +359,7 @@ mod tests {
                     .unwrap();
                 assert_eq!(u32::from_le_bytes(f[4..].try_into().unwrap()), seq);
             }
-            // Written by then, the rest of the expected callers are forgotten: the next
-            // caller writes at once.
+            writer.ran(); // dropped its call instead
             assert!(writer.queue(frame(0, 3), || |e: FrameError| panic!("{e}")));
         });
     }

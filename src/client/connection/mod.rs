@@ -74,20 +74,53 @@ struct Waiter {
 impl Waiter {
     /// Fails the call: its caller or its response stream (and, as it is dropped, stops its
     /// request stream).
-    fn fail(self, error: Error) {
+    fn fail(self, error: Error, writer: &SharedWriter) {
         match (self.reply, self.inbox) {
-            (Some(tx), _) => {
-                let _ = tx.send(Err(error));
-            }
+            (Some(tx), _) => deliver(writer, tx, Err(error)),
             (None, Some(inbox)) => inbox.end(Some(error)),
             (None, None) => {}
         }
     }
 }
 
+/// Hands a caller its reply, counted among the callers woken until it takes it (see
+/// [`SharedWriter::queue`]).
+fn deliver(writer: &SharedWriter, tx: oneshot::Sender<Reply>, reply: Reply) {
+    writer.woken();
+    if tx.send(reply).is_err() {
+        writer.ran(); // nobody waits for it
+    }
+}
+
+/// Where a caller waits for its reply.
+#[derive(Debug)]
+pub(crate) struct ReplyRx {
+    rx: oneshot::Receiver<Reply>,
+    writer: Arc<SharedWriter>,
+}
+
+impl ReplyRx {
+    async fn recv(mut self) -> Result<Reply, oneshot::error::RecvError> {
+        let reply = (&mut self.rx).await;
+        if reply.is_ok() {
+            self.writer.ran();
+        }
+        reply
+    }
+}
+
+impl Drop for ReplyRx {
+    /// A reply delivered but never taken: its caller is not about to run after all.
+    fn drop(&mut self) {
+        if self.rx.try_recv().is_ok() {
+            self.writer.ran();
+        }
+    }
+}
+
 /// What a streaming call gets from [`Connection::start_streaming`].
 pub(crate) struct Started {
-    pub(crate) reply: Option<oneshot::Receiver<Reply>>,
+    pub(crate) reply: Option<ReplyRx>,
     pub(crate) stream: Option<Streaming<Bytes>>,
     pub(crate) credit: Option<Arc<SendFlow>>,
 }
@@ -226,15 +259,15 @@ impl Connection {
 
     /// Registers call `id`, then writes its request (with any others queued meanwhile)
     /// unless another caller is writing, which then writes it.
-    pub(crate) async fn start(
-        self: &Arc<Self>,
-        id: u64,
-        frame: Parts,
-    ) -> Result<oneshot::Receiver<Reply>, Error> {
+    pub(crate) async fn start(self: &Arc<Self>, id: u64, frame: Parts) -> Result<ReplyRx, Error> {
         if self.going_away.load(Ordering::Acquire) {
             return Err(Error::ShuttingDown);
         }
         let (tx, rx) = oneshot::channel();
+        let rx = ReplyRx {
+            rx,
+            writer: self.writer.clone(),
+        };
         let waiter = Waiter {
             reply: Some(tx),
             ..Waiter::default()
@@ -282,7 +315,10 @@ impl Connection {
             None => {
                 let (tx, rx) = oneshot::channel();
                 waiter.reply = Some(tx);
-                started.reply = Some(rx);
+                started.reply = Some(ReplyRx {
+                    rx,
+                    writer: self.writer.clone(),
+                });
             }
         }
         if request_stream {
@@ -344,8 +380,10 @@ impl Connection {
     }
 
     /// Waits for the reply of a call [`start`](Self::start)ed.
-    pub(crate) async fn reply(&self, rx: oneshot::Receiver<Reply>) -> Reply {
-        rx.await.unwrap_or_else(|_| Err(self.unusable_error()))
+    pub(crate) async fn reply(&self, rx: ReplyRx) -> Reply {
+        rx.recv()
+            .await
+            .unwrap_or_else(|_| Err(self.unusable_error()))
     }
 
     /// The caller stopped waiting: forget the call and tell the server to drop its handler.
@@ -364,11 +402,7 @@ impl Connection {
             return;
         };
         match (waiter.reply, waiter.inbox, reply) {
-            (Some(tx), _, reply) => {
-                if tx.send(reply).is_ok() {
-                    self.writer.expect_writer();
-                }
-            }
+            (Some(tx), _, reply) => deliver(&self.writer, tx, reply),
             // A stream that never began: the server refused the call.
             (None, Some(inbox), Err(e)) => inbox.end(Some(e)),
             (None, Some(inbox), Ok(_)) => inbox.end(Some(Error::Protocol(
@@ -402,7 +436,7 @@ impl Connection {
             pending
         });
         for (_, waiter) in calls {
-            waiter.fail(why.error());
+            waiter.fail(why.error(), &self.writer);
         }
         for (_, abort) in self.callbacks.lock().unwrap().drain() {
             abort.abort();

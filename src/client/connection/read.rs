@@ -135,9 +135,10 @@ impl Connection {
             let waiter = pending.calls.remove(&id);
             drop(pending);
             if let Some(waiter) = waiter {
-                waiter.fail(Error::Protocol(
-                    "the server sent more than its credit allowed".into(),
-                ));
+                waiter.fail(
+                    Error::Protocol("the server sent more than its credit allowed".into()),
+                    &self.writer,
+                );
             }
             let cancel = wire::Cancel { call_id: id };
             self.write_later(Parts::whole(wire::encode_envelope(envelope::Kind::Cancel(
@@ -160,11 +161,13 @@ impl Connection {
                     drop(pending);
                     match (waiter.inbox, waiter.reply) {
                         (Some(inbox), _) => inbox.end(end.error.map(wire::status_error)),
-                        (None, Some(tx)) => {
-                            let _ = tx.send(Err(Error::Protocol(
+                        (None, Some(tx)) => super::deliver(
+                            &self.writer,
+                            tx,
+                            Err(Error::Protocol(
                                 "a stream end for a method that returns no stream".into(),
-                            )));
-                        }
+                            )),
+                        ),
                         (None, None) => {}
                     }
                 }
