@@ -1,6 +1,6 @@
 use std::fmt;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, RwLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -56,7 +56,8 @@ struct Shared {
     info: &'static ServiceInfo,
     timeout: Option<Duration>,
     stream_window: u32,
-    conn: Mutex<Arc<Connection>>,
+    /// The connection calls go to; read by every call, written only by a reconnect.
+    conn: RwLock<Arc<Connection>>,
     setup: Setup,
     redial: Option<Redial>,
     reconnecting: tokio::sync::Mutex<()>,
@@ -272,7 +273,7 @@ impl ClientBuilder {
                 info: self.info,
                 timeout: self.timeout,
                 stream_window: self.stream_window,
-                conn: Mutex::new(conn),
+                conn: RwLock::new(conn),
                 setup: self.setup(),
                 redial,
                 reconnecting: tokio::sync::Mutex::new(()),
@@ -349,7 +350,7 @@ impl Client {
     /// # Ok(()) }
     /// ```
     pub async fn handshake(&self) -> Result<(), Error> {
-        let conn = self.shared.conn.lock().unwrap().clone();
+        let conn = self.shared.conn.read().unwrap().clone();
         conn.handshake().await
     }
 
@@ -363,7 +364,7 @@ impl Client {
     /// The connection to use now: the current one, or a new one if it was lost and a
     /// reconnect policy is set.
     async fn connection(&self) -> Result<Arc<Connection>, Error> {
-        let current = self.shared.conn.lock().unwrap().clone();
+        let current = self.shared.conn.read().unwrap().clone();
         if current.is_usable() {
             return Ok(current);
         }
@@ -381,7 +382,7 @@ impl Client {
             return Err(current.unusable_error());
         };
         let _one_at_a_time = self.shared.reconnecting.lock().await;
-        let current = self.shared.conn.lock().unwrap().clone();
+        let current = self.shared.conn.read().unwrap().clone();
         if current.is_usable() {
             return Ok(current); // someone else reconnected meanwhile
         }
@@ -391,7 +392,7 @@ impl Client {
             match dial(&redial.name, &redial.options, &self.shared.setup).await {
                 Ok(conn) => {
                     tracing::debug!(attempt, "reconnected");
-                    *self.shared.conn.lock().unwrap() = conn.clone();
+                    *self.shared.conn.write().unwrap() = conn.clone();
                     return Ok(conn);
                 }
                 Err(e) if attempt >= redial.policy.max_attempts => return Err(e),

@@ -43,6 +43,8 @@ pub(crate) struct Connection {
     pending: Mutex<Pending>,
     next_id: AtomicU64,
     going_away: AtomicBool,
+    /// Set with `pending.closed`, to be read without the lock.
+    closed: AtomicBool,
     handshake: watch::Sender<Handshake>,
     max_frame_len: usize,
     /// The server's credentials, where the transport tells them.
@@ -94,12 +96,12 @@ fn deliver(writer: &SharedWriter, tx: oneshot::Sender<Reply>, reply: Reply) {
 
 /// Where a caller waits for its reply.
 #[derive(Debug)]
-pub(crate) struct ReplyRx {
+pub(crate) struct ReplyRx<'a> {
     rx: oneshot::Receiver<Reply>,
-    writer: Arc<SharedWriter>,
+    writer: &'a SharedWriter,
 }
 
-impl ReplyRx {
+impl ReplyRx<'_> {
     async fn recv(mut self) -> Result<Reply, oneshot::error::RecvError> {
         let reply = (&mut self.rx).await;
         if reply.is_ok() {
@@ -109,7 +111,7 @@ impl ReplyRx {
     }
 }
 
-impl Drop for ReplyRx {
+impl Drop for ReplyRx<'_> {
     /// A reply delivered but never taken: its caller is not about to run after all.
     fn drop(&mut self) {
         if self.rx.try_recv().is_ok() {
@@ -119,8 +121,8 @@ impl Drop for ReplyRx {
 }
 
 /// What a streaming call gets from [`Connection::start_streaming`].
-pub(crate) struct Started {
-    pub(crate) reply: Option<ReplyRx>,
+pub(crate) struct Started<'a> {
+    pub(crate) reply: Option<ReplyRx<'a>>,
     pub(crate) stream: Option<Streaming<Bytes>>,
     pub(crate) credit: Option<Arc<SendFlow>>,
 }
@@ -187,6 +189,7 @@ impl Connection {
             pending: Mutex::new(Pending::default()),
             next_id: AtomicU64::new(1),
             going_away: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
             handshake: watch::channel(Handshake::Pending).0,
             max_frame_len,
             server,
@@ -228,7 +231,7 @@ impl Connection {
 
     /// Whether new calls should go elsewhere (closed, or the server said it is going away).
     pub(crate) fn is_usable(&self) -> bool {
-        !self.going_away.load(Ordering::Acquire) && self.pending.lock().unwrap().closed.is_none()
+        !self.going_away.load(Ordering::Acquire) && !self.closed.load(Ordering::Acquire)
     }
 
     /// The error for a call on a connection that is not usable.
@@ -259,14 +262,18 @@ impl Connection {
 
     /// Registers call `id`, then writes its request (with any others queued meanwhile)
     /// unless another caller is writing, which then writes it.
-    pub(crate) async fn start(self: &Arc<Self>, id: u64, frame: Parts) -> Result<ReplyRx, Error> {
+    pub(crate) async fn start(
+        self: &Arc<Self>,
+        id: u64,
+        frame: Parts,
+    ) -> Result<ReplyRx<'_>, Error> {
         if self.going_away.load(Ordering::Acquire) {
             return Err(Error::ShuttingDown);
         }
         let (tx, rx) = oneshot::channel();
         let rx = ReplyRx {
             rx,
-            writer: self.writer.clone(),
+            writer: &self.writer,
         };
         let waiter = Waiter {
             reply: Some(tx),
@@ -292,7 +299,7 @@ impl Connection {
         response_window: Option<u32>,
         request_stream: bool,
         deadline: Option<Instant>,
-    ) -> Result<Started, Error> {
+    ) -> Result<Started<'_>, Error> {
         if self.going_away.load(Ordering::Acquire) {
             return Err(Error::ShuttingDown);
         }
@@ -317,7 +324,7 @@ impl Connection {
                 waiter.reply = Some(tx);
                 started.reply = Some(ReplyRx {
                     rx,
-                    writer: self.writer.clone(),
+                    writer: &self.writer,
                 });
             }
         }
@@ -380,7 +387,7 @@ impl Connection {
     }
 
     /// Waits for the reply of a call [`start`](Self::start)ed.
-    pub(crate) async fn reply(&self, rx: ReplyRx) -> Reply {
+    pub(crate) async fn reply(&self, rx: ReplyRx<'_>) -> Reply {
         rx.recv()
             .await
             .unwrap_or_else(|_| Err(self.unusable_error()))
@@ -426,6 +433,7 @@ impl Connection {
         let calls = {
             let mut pending = self.pending.lock().unwrap();
             pending.closed.get_or_insert(why.clone());
+            self.closed.store(true, Ordering::Release);
             std::mem::take(&mut pending.calls)
         };
         self.handshake.send_if_modified(|state| {
