@@ -29,6 +29,12 @@ use crate::{ServerRequest, ServerResponse};
 /// on a thread of its own; deadlines, request streams and reconnecting still run on the
 /// connection's runtime.
 ///
+/// Requests that callers make at about the same moment share a write: the callers woken by
+/// one batch of replies leave theirs to the last of them. Many callers on one connection
+/// make the most calls per second when they run on the connection's own thread (a
+/// current-thread runtime); on a multi-threaded one they pay for wake-ups between worker
+/// threads (figures in `benches/README.md`).
+///
 /// ```no_run
 /// # #[localrpc::service]
 /// # pub trait Calculator { async fn add(&self, a: i64, b: i64) -> i64; }
