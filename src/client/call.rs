@@ -132,6 +132,11 @@ mod tests {
 
     use std::time::Duration;
 
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::{Context, Poll};
+
     use bytes::Bytes;
 
     use super::*;
@@ -196,5 +201,204 @@ mod tests {
             .await
             .expect("the cancel arrives")
             .unwrap();
+    }
+
+    /// Counts the writes made to the socket.
+    struct Counting<W> {
+        inner: W,
+        writes: Arc<AtomicUsize>,
+    }
+
+    impl<W: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Counting<W> {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<std::io::Result<usize>> {
+            self.writes.fetch_add(1, Ordering::Relaxed);
+            Pin::new(&mut self.inner).poll_write(cx, buf)
+        }
+
+        fn poll_write_vectored(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            bufs: &[std::io::IoSlice<'_>],
+        ) -> Poll<std::io::Result<usize>> {
+            self.writes.fetch_add(1, Ordering::Relaxed);
+            Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        }
+
+        fn is_write_vectored(&self) -> bool {
+            self.inner.is_write_vectored()
+        }
+
+        fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Pin::new(&mut self.inner).poll_flush(cx)
+        }
+
+        fn poll_shutdown(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            Pin::new(&mut self.inner).poll_shutdown(cx)
+        }
+    }
+
+    /// Tells a test that a batch of requests is in, and waits for its word to answer.
+    type Gate = (
+        tokio::sync::mpsc::UnboundedSender<()>,
+        tokio::sync::mpsc::UnboundedReceiver<()>,
+    );
+
+    /// A fake server that answers requests `batch` at a time, every batch's answers in one
+    /// write, each batch once `gate` (if any) allows.
+    async fn batch_server<R, W>(
+        mut reader: FrameReader<R>,
+        mut writer: FrameWriter<W>,
+        batch: usize,
+        mut gate: Option<Gate>,
+    ) where
+        R: tokio::io::AsyncRead + Unpin,
+        W: tokio::io::AsyncWrite + Unpin,
+    {
+        let hello = wire::Hello::decode(reader.next().await.unwrap().unwrap()).unwrap();
+        writer
+            .send(wire::encode(&wire::answer(Some(&hello), &INFO, 1024)))
+            .await
+            .unwrap();
+        loop {
+            let mut ids = Vec::new();
+            while ids.len() < batch {
+                match reader.next().await {
+                    Some(Ok(frame)) => {
+                        if let Ok(wire::Envelope {
+                            kind: Some(envelope::Kind::Request(req)),
+                        }) = wire::Envelope::decode(frame)
+                        {
+                            ids.push(req.call_id);
+                        }
+                    }
+                    _ => return,
+                }
+            }
+            if let Some((batch_in, go)) = &mut gate {
+                let _ = batch_in.send(());
+                if go.recv().await.is_none() {
+                    return;
+                }
+            }
+            for call_id in ids {
+                let answer = wire::Response {
+                    call_id,
+                    result: Some(wire::response::Result::Ok(Bytes::from_static(b"ok"))),
+                };
+                writer
+                    .feed(wire::encode_envelope(envelope::Kind::Response(answer)))
+                    .await
+                    .unwrap();
+            }
+            writer.flush().await.unwrap();
+        }
+    }
+
+    /// Callers woken by one batch of replies send their next requests in a few writes, not
+    /// one each, and the count of woken callers is back to zero once they are done.
+    #[tokio::test]
+    async fn a_burst_of_calls_shares_its_writes() {
+        const CALLERS: usize = 16;
+        let (client_end, server_end) = tokio::io::duplex(1 << 20);
+        let (cr, cw) = tokio::io::split(client_end);
+        let (sr, sw) = tokio::io::split(server_end);
+        let writes = Arc::new(AtomicUsize::new(0));
+        let counting = Counting {
+            inner: cw,
+            writes: writes.clone(),
+        };
+        let client = Client::builder(&INFO)
+            .connect_io(cr, counting)
+            .await
+            .unwrap();
+        let (batch_in, mut batches) = tokio::sync::mpsc::unbounded_channel();
+        let (go, go_rx) = tokio::sync::mpsc::unbounded_channel();
+        let server = tokio::spawn(batch_server(
+            FrameReader::new(sr),
+            FrameWriter::new(sw),
+            CALLERS,
+            Some((batch_in, go_rx)),
+        ));
+        let callers: Vec<_> = (0..CALLERS)
+            .map(|_| {
+                let client = client.clone();
+                tokio::spawn(async move {
+                    for _ in 0..2 {
+                        let resp = client
+                            .request(CallRequest::new(&INFO, 0, Bytes::new()))
+                            .await
+                            .unwrap();
+                        assert!(matches!(resp, CallResponse::Ok(ref b) if b.as_ref() == b"ok"));
+                    }
+                })
+            })
+            .collect();
+        // The first round's requests go out as their callers come. Once all are in, the
+        // server answers them together, which wakes every caller at once.
+        let ten_s = Duration::from_secs(10);
+        tokio::time::timeout(ten_s, batches.recv()).await.unwrap();
+        let first_round = writes.load(Ordering::Relaxed);
+        go.send(()).unwrap();
+        tokio::time::timeout(ten_s, batches.recv()).await.unwrap();
+        let second_round = writes.load(Ordering::Relaxed) - first_round;
+        go.send(()).unwrap();
+        for caller in callers {
+            tokio::time::timeout(Duration::from_secs(10), caller)
+                .await
+                .expect("every call is answered")
+                .unwrap();
+        }
+        assert!(
+            second_round <= CALLERS / 4,
+            "{CALLERS} requests of callers woken together took {second_round} writes"
+        );
+        assert_eq!(client.woken_count(), 0);
+        server.abort();
+    }
+
+    /// A reply delivered to a call dropped before it took it, or to a call already out of
+    /// time, leaves no caller counted as about to run (which would make every later call
+    /// wait for a deferred write).
+    #[tokio::test]
+    async fn replies_never_taken_are_not_counted() {
+        let (client_end, server_end) = tokio::io::duplex(1 << 20);
+        let (cr, cw) = tokio::io::split(client_end);
+        let (sr, sw) = tokio::io::split(server_end);
+        let client = Client::builder(&INFO).connect_io(cr, cw).await.unwrap();
+        let server = tokio::spawn(batch_server(
+            FrameReader::new(sr),
+            FrameWriter::new(sw),
+            1,
+            None,
+        ));
+        // Polled once (so its request is out), then left alone while its reply comes in.
+        let mut call = Box::pin(client.request(CallRequest::new(&INFO, 0, Bytes::new())));
+        let first = std::future::poll_fn(|cx| Poll::Ready(call.as_mut().poll(cx))).await;
+        assert!(first.is_pending());
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while client.woken_count() == 0 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the reply never came"
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        assert_eq!(client.woken_count(), 1, "delivered, not yet taken");
+        drop(call);
+        assert_eq!(client.woken_count(), 0, "dropped unread");
+        // An ordinary call after that is still answered.
+        client
+            .request(CallRequest::new(&INFO, 0, Bytes::new()))
+            .await
+            .unwrap();
+        assert_eq!(client.woken_count(), 0);
+        server.abort();
     }
 }

@@ -367,6 +367,12 @@ impl Client {
         self.shared.info
     }
 
+    /// The current connection's count of callers whose replies are not yet taken.
+    #[cfg(test)]
+    pub(crate) fn woken_count(&self) -> usize {
+        self.shared.conn.read().unwrap().woken_count()
+    }
+
     /// The connection to use now: the current one, or a new one if it was lost and a
     /// reconnect policy is set.
     async fn connection(&self) -> Result<Arc<Connection>, Error> {

@@ -75,6 +75,12 @@ impl SharedWriter {
         self.woken.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Callers whose replies are delivered but not yet taken.
+    #[cfg(test)]
+    pub(crate) fn woken_count(&self) -> usize {
+        self.woken.load(Ordering::Relaxed)
+    }
+
     /// A caller has its reply (or will never take it).
     pub(crate) fn ran(&self) {
         let _ = self

@@ -114,6 +114,8 @@ impl ReplyRx<'_> {
 impl Drop for ReplyRx<'_> {
     /// A reply delivered but never taken: its caller is not about to run after all.
     fn drop(&mut self) {
+        // Closed first, so that no reply can slip in between the look and the drop.
+        self.rx.close();
         if self.rx.try_recv().is_ok() {
             self.writer.ran();
         }
@@ -378,6 +380,12 @@ impl Connection {
         if let Err(e) = written {
             (guard.on_error.take().expect("not taken yet"))(e);
         }
+    }
+
+    /// Callers whose replies are delivered but not yet taken.
+    #[cfg(test)]
+    pub(crate) fn woken_count(&self) -> usize {
+        self.writer.woken_count()
     }
 
     /// Queues a frame and has it written from another task.
