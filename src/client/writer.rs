@@ -299,75 +299,63 @@ mod tests {
 
     /// Callers woken together leave the write to the last of them, or to the one that
     /// fills a batch; a lone caller writes at once.
-    #[test]
-    fn callers_woken_together_write_once() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let (a, _b) = tokio::io::duplex(1 << 16);
-            let writer = Arc::new(SharedWriter::new(a, 1 << 20));
-            // Queues a frame, writes if told to; tells whether it wrote.
-            let send = |task: u32, seq: u32| {
-                let writer = writer.clone();
-                async move {
-                    let now = writer.queue(frame(task, seq), || |e: FrameError| panic!("{e}"));
-                    if now {
-                        writer.pump().await.unwrap();
-                    }
-                    now
+    #[tokio::test]
+    async fn callers_woken_together_write_once() {
+        let (a, _b) = tokio::io::duplex(1 << 16);
+        let writer = Arc::new(SharedWriter::new(a, 1 << 20));
+        // Queues a frame, writes if told to; tells whether it wrote.
+        let send = |task: u32, seq: u32| {
+            let writer = writer.clone();
+            async move {
+                let now = writer.queue(frame(task, seq), || |e: FrameError| panic!("{e}"));
+                if now {
+                    writer.pump().await.unwrap();
                 }
-            };
-            assert!(send(0, 0).await, "nobody follows: write now");
-            for _ in 0..3 {
-                writer.woken();
+                now
             }
-            for task in 1..3 {
-                writer.ran();
-                assert!(!send(task, 0).await, "others are about to follow");
-            }
+        };
+        assert!(send(0, 0).await, "nobody follows: write now");
+        for _ in 0..3 {
+            writer.woken();
+        }
+        for task in 1..3 {
             writer.ran();
-            assert!(send(3, 0).await, "the last one writes");
-            for _ in 0..2 * BATCH {
-                writer.woken();
-            }
-            let mut turns = Vec::new();
-            for i in 0..BATCH as u32 {
-                writer.ran();
-                turns.push(send(4, i).await);
-            }
-            assert_eq!(turns.iter().filter(|&&w| w).count(), 1);
-            assert!(turns[BATCH - 1], "the one that fills the batch writes");
-        });
+            assert!(!send(task, 0).await, "others are about to follow");
+        }
+        writer.ran();
+        assert!(send(3, 0).await, "the last one writes");
+        for _ in 0..2 * BATCH {
+            writer.woken();
+        }
+        let mut turns = Vec::new();
+        for i in 0..BATCH as u32 {
+            writer.ran();
+            turns.push(send(4, i).await);
+        }
+        assert_eq!(turns.iter().filter(|&&w| w).count(), 1);
+        assert!(turns[BATCH - 1], "the one that fills the batch writes");
     }
 
     /// Frames left by callers woken together, whose last never came, still go out.
-    #[test]
-    fn frames_left_for_a_caller_that_never_comes_go_out() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let (a, b) = tokio::io::duplex(1 << 16);
-            let writer = Arc::new(SharedWriter::new(a, 1 << 20));
-            writer.woken(); // and never runs
-            for seq in 0..3 {
-                assert!(!writer.queue(frame(0, seq), || |e: FrameError| panic!("{e}")));
-            }
-            let mut reader = FrameReader::new(b);
-            for seq in 0..3u32 {
-                let f = tokio::time::timeout(std::time::Duration::from_secs(10), reader.next())
-                    .await
-                    .expect("the deferred flush writes it")
-                    .unwrap()
-                    .unwrap();
-                assert_eq!(u32::from_le_bytes(f[4..].try_into().unwrap()), seq);
-            }
-            writer.ran(); // dropped its call instead
-            assert!(writer.queue(frame(0, 3), || |e: FrameError| panic!("{e}")));
-        });
+    #[tokio::test]
+    async fn frames_left_for_a_caller_that_never_comes_go_out() {
+        let (a, b) = tokio::io::duplex(1 << 16);
+        let writer = Arc::new(SharedWriter::new(a, 1 << 20));
+        writer.woken(); // and never runs
+        for seq in 0..3 {
+            assert!(!writer.queue(frame(0, seq), || |e: FrameError| panic!("{e}")));
+        }
+        let mut reader = FrameReader::new(b);
+        for seq in 0..3u32 {
+            let f = tokio::time::timeout(std::time::Duration::from_secs(10), reader.next())
+                .await
+                .expect("the deferred flush writes it")
+                .unwrap()
+                .unwrap();
+            assert_eq!(u32::from_le_bytes(f[4..].try_into().unwrap()), seq);
+        }
+        writer.ran(); // dropped its call instead
+        assert!(writer.queue(frame(0, 3), || |e: FrameError| panic!("{e}")));
     }
 
     /// A pump dropped while its write is stalled leaves the frame in the writer; the guard
