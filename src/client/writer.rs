@@ -1,6 +1,9 @@
 //! The client's write side, shared by the callers: whoever finds it idle writes everything
 //! queued (its own request and any others), so a call costs no hop to a writer task, and
 //! requests queued while a write is in progress still go out together in the next one.
+//! Callers woken by the same batch of replies leave the write to the last of them (see
+//! [`SharedWriter::queue`]), so that a burst of calls costs a few system calls, not one
+//! each.
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
