@@ -363,9 +363,8 @@ mod tests {
         server.abort();
     }
 
-    /// A reply delivered to a call dropped before it took it, or to a call already out of
-    /// time, leaves no caller counted as about to run (which would make every later call
-    /// wait for a deferred write).
+    /// A reply delivered to a call dropped before it took it leaves no caller counted as
+    /// about to run (which would make every later call wait for a deferred write).
     #[tokio::test]
     async fn replies_never_taken_are_not_counted() {
         let (client_end, server_end) = tokio::io::duplex(1 << 20);

@@ -74,7 +74,7 @@ impl SharedWriter {
     }
 
     /// A reply is on its way to a caller.
-    pub(crate) fn woken(&self) {
+    pub(crate) fn reply_sent(&self) {
         self.woken.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -84,11 +84,11 @@ impl SharedWriter {
         self.woken.load(Ordering::Relaxed)
     }
 
-    /// A caller has its reply (or will never take it).
-    pub(crate) fn ran(&self) {
-        let _ = self
-            .woken
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+    /// A caller has its reply (or will never take it). Always after the matching
+    /// [`reply_sent`](Self::reply_sent): the reply's channel orders the two.
+    pub(crate) fn reply_taken(&self) {
+        let before = self.woken.fetch_sub(1, Ordering::Relaxed);
+        debug_assert!(before > 0, "a reply taken that was never sent");
     }
 
     /// Queues a request and tells whether its caller is to [`pump`](Self::pump) now.
@@ -264,12 +264,12 @@ mod tests {
                         for seq in 0..FRAMES {
                             if seq % 3 == 1 {
                                 // As if woken by a response along with others.
-                                w.woken();
+                                w.reply_sent();
                                 if !w.queue(frame(t, seq), || |e: FrameError| panic!("{e}")) {
-                                    w.ran();
+                                    w.reply_taken();
                                     continue;
                                 }
-                                w.ran();
+                                w.reply_taken();
                             } else {
                                 w.push(frame(t, seq));
                             }
@@ -319,20 +319,20 @@ mod tests {
         };
         assert!(send(0, 0).await, "nobody follows: write now");
         for _ in 0..3 {
-            writer.woken();
+            writer.reply_sent();
         }
         for task in 1..3 {
-            writer.ran();
+            writer.reply_taken();
             assert!(!send(task, 0).await, "others are about to follow");
         }
-        writer.ran();
+        writer.reply_taken();
         assert!(send(3, 0).await, "the last one writes");
         for _ in 0..2 * BATCH {
-            writer.woken();
+            writer.reply_sent();
         }
         let mut turns = Vec::new();
         for i in 0..BATCH as u32 {
-            writer.ran();
+            writer.reply_taken();
             turns.push(send(4, i).await);
         }
         assert_eq!(turns.iter().filter(|&&w| w).count(), 1);
@@ -344,7 +344,7 @@ mod tests {
     async fn frames_left_for_a_caller_that_never_comes_go_out() {
         let (a, b) = tokio::io::duplex(1 << 16);
         let writer = Arc::new(SharedWriter::new(a, 1 << 20));
-        writer.woken(); // and never runs
+        writer.reply_sent(); // and never runs
         for seq in 0..3 {
             assert!(!writer.queue(frame(0, seq), || |e: FrameError| panic!("{e}")));
         }
@@ -357,7 +357,7 @@ mod tests {
                 .unwrap();
             assert_eq!(u32::from_le_bytes(f[4..].try_into().unwrap()), seq);
         }
-        writer.ran(); // dropped its call instead
+        writer.reply_taken(); // dropped its call instead
         assert!(writer.queue(frame(0, 3), || |e: FrameError| panic!("{e}")));
     }
 

@@ -88,9 +88,9 @@ impl Waiter {
 /// Hands a caller its reply, counted among the callers woken until it takes it (see
 /// [`SharedWriter::queue`]).
 fn deliver(writer: &SharedWriter, tx: oneshot::Sender<Reply>, reply: Reply) {
-    writer.woken();
+    writer.reply_sent();
     if tx.send(reply).is_err() {
-        writer.ran(); // nobody waits for it
+        writer.reply_taken(); // nobody waits for it
     }
 }
 
@@ -105,7 +105,7 @@ impl ReplyRx<'_> {
     async fn recv(mut self) -> Result<Reply, oneshot::error::RecvError> {
         let reply = (&mut self.rx).await;
         if reply.is_ok() {
-            self.writer.ran();
+            self.writer.reply_taken();
         }
         reply
     }
@@ -117,7 +117,7 @@ impl Drop for ReplyRx<'_> {
         // Closed first, so that no reply can slip in between the look and the drop.
         self.rx.close();
         if self.rx.try_recv().is_ok() {
-            self.writer.ran();
+            self.writer.reply_taken();
         }
     }
 }

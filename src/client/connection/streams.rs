@@ -24,7 +24,7 @@ pub(crate) struct ClientSink(pub(crate) Arc<Connection>);
 
 impl FrameSink for ClientSink {
     async fn send(&mut self, frame: Parts) -> bool {
-        if self.0.pending.lock().unwrap().closed.is_some() {
+        if self.0.closed.load(std::sync::atomic::Ordering::Acquire) {
             return false;
         }
         self.0.write_now(frame).await;
